@@ -1,0 +1,24 @@
+# Two commands for a new user: `make demo` (train/eval/test on the bundled demo data) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test venv clean
+
+venv: $(VENV)/.installed
+
+# Re-install only when a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+demo: venv
+	$(BIN)/python tools/demo.py
+
+clean:
+	rm -rf $(VENV) demo result

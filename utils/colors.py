@@ -1,0 +1,31 @@
+"""Class names, colour palettes and Cityscapes label ids: the per-dataset tables."""
+import numpy as np
+
+CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
+                      "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
+                      "truck", "bus", "train", "motorcycle", "bicycle")
+CITYSCAPES_PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+                      (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+                      (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70),
+                      (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
+# trainId -> labelId, what the Cityscapes evaluation server expects.
+CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign/symbol", "fence",
+                  "car", "pedestrian", "bicyclist")
+CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (0, 0, 192),
+                  (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
+                  (0, 128, 192))
+
+
+def palette_array(palette):
+    """A flat 768-entry PIL palette; unlisted indices (e.g. the ignore label) are black."""
+    flat = np.zeros(768, np.uint8)
+    flat[:3 * len(palette)] = np.asarray(palette, np.uint8).ravel()
+    return flat
+
+
+def colorize(label, palette):
+    """(H, W) class indices -> (H, W, 3) RGB uint8."""
+    table = palette_array(palette).reshape(256, 3)
+    return table[label]
