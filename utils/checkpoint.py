@@ -86,9 +86,10 @@ def _mismatch_cause(model, sd, missing, unexpected, shapes):
     return "the checkpoint was made by a different architecture or --model"
 
 
-def load_weights(model, path, flag="--resume"):
-    """Load a checkpoint's weights into `model` strictly; return the whole checkpoint object."""
-    ckpt = read_checkpoint(path, flag)
+def load_weights(model, path, flag="--resume", ckpt=None):
+    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return the checkpoint."""
+    if ckpt is None:
+        ckpt = read_checkpoint(path, flag)
     sd = model_state_dict(ckpt, path, flag)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]

@@ -1,0 +1,23 @@
+"""Evaluate a checkpoint on the CamVid test set: per-class IoU and mean IoU.
+
+    python camvid_test.py --gpus 0 --test_data_list ./dataset/list/CamVid/camvid_test_list.txt \
+        --resume ./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth
+    # add --save_seg_dir ./result/camvid/test/ to write CamVid-coloured predictions
+"""
+from dataset.specs import CAMVID
+from utils.cli import eval_parser
+from utils.engine import evaluate
+from utils.errors import run_cli
+
+
+def get_args_parser():
+    return eval_parser(CAMVID, "--test_data_list", CAMVID.test_list, None,
+                       "Evaluate CGNet on the labelled CamVid test images (batch 1, full resolution).")
+
+
+def main(args):
+    return evaluate(args, CAMVID, "--test_data_list")
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

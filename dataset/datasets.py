@@ -1,0 +1,179 @@
+"""List-file datasets shared by Cityscapes and CamVid: reading, checking, preprocessing, augmentation."""
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from utils.errors import UserError
+
+cv2.setNumThreads(0)  # DataLoader workers already run in parallel; OpenCV threads inside them only contend.
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: str
+    label: str        # '' for test lists
+    name: str         # output name: the image file name without extension
+    line: int
+
+
+def read_list(list_path, data_dir, with_label, flag):
+    """Parse a list file (`image label` or `image` per line, relative to data_dir) and check the files.
+
+    Existence and sizes are checked from the PNG headers only (nothing is decoded), so a broken dataset
+    fails in seconds, before any training.
+    """
+    if not os.path.isdir(data_dir):
+        raise UserError(f"--data_dir {data_dir} is not a directory; point it at the dataset's root folder "
+                        f"(see the README, 'Preparing the datasets').")
+    if not os.path.isfile(list_path):
+        raise UserError(f"{flag} {list_path} does not exist; give the path of a list file "
+                        f"(the originals are in dataset/list/).")
+    fields = 2 if with_label else 1
+    samples = []
+    with open(list_path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            # Test lists have no labels; an `image label` list is accepted there too (labels unused).
+            if len(parts) != fields and not (not with_label and len(parts) == 2):
+                want = "'image label'" if with_label else "'image'"
+                raise UserError(f"{flag} {list_path} line {n} has {len(parts)} fields, expected {want} "
+                                f"separated by a space.")
+            image = os.path.join(data_dir, parts[0])
+            label = os.path.join(data_dir, parts[1]) if with_label else ""
+            samples.append(Sample(image, label, os.path.splitext(os.path.basename(parts[0]))[0], n))
+    if not samples:
+        raise UserError(f"{flag} {list_path} is empty; it must name at least one image.")
+    check_files(samples, list_path, flag)
+    return samples
+
+
+def _header_size(path):
+    """(width, height) from the image header, or None if the file is missing or not an image."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError):
+        return None
+
+
+def check_files(samples, list_path, flag, show=3):
+    problems = []
+    for s in samples:
+        image_size = _header_size(s.image)
+        if image_size is None:
+            why = "missing" if not os.path.exists(s.image) else "not a readable image"
+            problems.append(f"line {s.line}: {s.image} is {why}")
+        if s.label:
+            label_size = _header_size(s.label)
+            if label_size is None:
+                why = "missing" if not os.path.exists(s.label) else "not a readable image"
+                problems.append(f"line {s.line}: {s.label} is {why}")
+            elif image_size is not None and label_size != image_size:
+                problems.append(f"line {s.line}: {s.label} is {label_size[0]}x{label_size[1]} but its image "
+                                f"is {image_size[0]}x{image_size[1]}")
+        if len(problems) >= show:
+            break
+    if problems:
+        raise UserError(f"{flag} {list_path} names files that cannot be used ({'; '.join(problems)}); "
+                        f"check --data_dir and the dataset download (tools/prepare_*.py verifies it).")
+
+
+def load_image(path):
+    """BGR uint8, as the original's cv2.imread(path, IMREAD_COLOR)."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"image {path} cannot be read; re-download or remove it from the list.")
+    return image
+
+
+def load_label(path, classes, ignore_label):
+    label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise UserError(f"label {path} cannot be read; re-download or remove it from the list.")
+    if label.ndim == 3:
+        raise UserError(f"label {path} is a colour image; labels must be single-channel class-index PNGs "
+                        f"(for Cityscapes the *_gtFine_labelTrainIds.png files; tools/prepare_cityscapes.py makes them).")
+    bad = np.unique(label[(label >= classes) & (label != ignore_label)])
+    if bad.size:
+        raise UserError(f"label {path} has values {bad[:5].tolist()} outside 0..{classes - 1} and the ignore label "
+                        f"{ignore_label}; check --classes/--ignore_label, or that the list names trainId labels.")
+    return label
+
+
+def normalize(image_bgr, mean):
+    """The original's preprocessing, channel-order quirk included: BGR -> RGB, then subtract the mean
+    computed on BGR images (so the blue mean is subtracted from red). No std. (H, W, 3) float32."""
+    return image_bgr.astype(np.float32)[:, :, ::-1] - mean
+
+
+def to_tensor(image_hwc):
+    return torch.from_numpy(np.ascontiguousarray(image_hwc.transpose(2, 0, 1)))
+
+
+class TrainDataset(torch.utils.data.Dataset):
+    """Random scale 0.5..2.0 (steps of 0.1), pad bottom/right, random crop, random horizontal flip.
+
+    Each sample's randomness comes from (seed, epoch, index), so a run is repeatable whatever the number
+    of workers or processes, and a resumed run sees the same augmentations as an uninterrupted one.
+    """
+
+    def __init__(self, samples, mean, crop_size, classes, ignore_label, scale=True, mirror=True, seed=0):
+        self.samples, self.mean = samples, np.asarray(mean, np.float32)
+        self.crop_h, self.crop_w = crop_size
+        self.classes, self.ignore_label = classes, ignore_label
+        self.scale, self.mirror, self.seed = scale, mirror, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        s = self.samples[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = load_image(s.image)
+        label = load_label(s.label, self.classes, self.ignore_label)
+        if self.scale:
+            f = 0.5 + rng.integers(0, 16) / 10.0
+            image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
+            label = cv2.resize(label, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+        image = normalize(image, self.mean)
+        pad_h, pad_w = max(self.crop_h - label.shape[0], 0), max(self.crop_w - label.shape[1], 0)
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0.0, 0.0, 0.0))
+            label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(self.ignore_label,))
+        h_off = rng.integers(0, label.shape[0] - self.crop_h + 1)
+        w_off = rng.integers(0, label.shape[1] - self.crop_w + 1)
+        image = image[h_off:h_off + self.crop_h, w_off:w_off + self.crop_w]
+        label = label[h_off:h_off + self.crop_h, w_off:w_off + self.crop_w]
+        if self.mirror and rng.integers(0, 2):
+            image, label = image[:, ::-1], label[:, ::-1]
+        return to_tensor(image), torch.from_numpy(np.ascontiguousarray(label)).long()
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    """Full-resolution images with the original's preprocessing; labels when the list has them."""
+
+    def __init__(self, samples, mean, classes, ignore_label):
+        self.samples, self.mean = samples, np.asarray(mean, np.float32)
+        self.classes, self.ignore_label = classes, ignore_label
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        s = self.samples[index]
+        image = to_tensor(normalize(load_image(s.image), self.mean))
+        if s.label:
+            label = torch.from_numpy(load_label(s.label, self.classes, self.ignore_label)).long()
+        else:
+            label = torch.zeros(0, dtype=torch.long)
+        return image, label, index

@@ -1,0 +1,90 @@
+"""Dataset statistics of the original (the 'inform' file): per-channel mean/std and class weights.
+
+The original pickled a dict of numpy float32 arrays. We write the same format (so either
+implementation reads the other's file) but read it with a restricted unpickler that only builds numpy
+arrays, plain dicts and numbers: loading never runs code.
+"""
+import os
+import pickle
+
+import numpy as np
+
+from dataset.datasets import load_image, load_label, read_list
+from utils.checkpoint import atomic_write
+from utils.errors import UserError
+from utils.progress import Progress
+
+NORM_VAL = 1.10  # class weight = 1 / ln(NORM_VAL + p_c), as the original (ENet's weighting)
+KEYS = ("mean", "std", "classWeights")
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # protocol-2 pickles store array bytes through it; it only encodes text
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+        return super().find_class(module.replace("numpy.core", "numpy._core"), name)
+
+
+def compute_inform(data_dir, dataset_list, classes, ignore_label):
+    list_path = os.path.join(data_dir, dataset_list)
+    samples = read_list(list_path, data_dir, with_label=True, flag="--dataset_list")
+    mean, std = np.zeros(3, np.float64), np.zeros(3, np.float64)
+    hist = np.zeros(classes, np.int64)
+    bar = Progress(len(samples), "dataset statistics")
+    for i, s in enumerate(samples, 1):
+        image = load_image(s.image)
+        mean += image.reshape(-1, 3).mean(0)   # per-image channel means (BGR), averaged over images
+        std += image.reshape(-1, 3).std(0)
+        label = load_label(s.label, classes, ignore_label)
+        hist += np.bincount(label[label < classes].ravel(), minlength=classes)[:classes]
+        bar.update(i)
+    if hist.sum() == 0:
+        raise UserError(f"--dataset_list {list_path}: its labels hold no pixel of classes 0..{classes - 1}; "
+                        f"check the labels and --classes.")
+    share = hist / hist.sum()
+    return {"mean": (mean / len(samples)).astype(np.float32),
+            "std": (std / len(samples)).astype(np.float32),
+            "classWeights": (1 / np.log(NORM_VAL + share)).astype(np.float32)}
+
+
+def read_inform(path):
+    try:
+        with open(path, "rb") as f:
+            info = _SafeUnpickler(f).load()
+    except Exception as e:
+        raise UserError(f"--inform_data_file {path} is not a valid statistics file ({e}); delete it and it will be "
+                        f"recomputed from --data_dir/--dataset_list.") from None
+    ok = isinstance(info, dict) and all(isinstance(info.get(k), np.ndarray) for k in KEYS) \
+        and info["mean"].shape == (3,) and info["std"].shape == (3,) and info["classWeights"].ndim == 1 \
+        and all(np.isfinite(info[k]).all() for k in KEYS)
+    if not ok:
+        raise UserError(f"--inform_data_file {path} does not hold the expected mean, std and classWeights arrays; "
+                        f"delete it and it will be recomputed from --data_dir/--dataset_list.")
+    return {k: info[k].astype(np.float32) for k in KEYS}
+
+
+def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
+    """Read the cached statistics, or compute them once from data_dir/dataset_list and cache them."""
+    if os.path.exists(path):
+        info = read_inform(path)
+        if len(info["classWeights"]) != classes:
+            raise UserError(f"--inform_data_file {path} has class weights for {len(info['classWeights'])} classes "
+                            f"but --classes is {classes}; delete it (it will be recomputed) or give another path.")
+        return info
+    log(f"computing dataset statistics from {os.path.join(data_dir, dataset_list)} (once; cached at {path})")
+    info = compute_inform(data_dir, dataset_list, classes, ignore_label)
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            pickle.dump(info, f, protocol=3)  # Python 3.6, the original's, reads it
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        raise UserError(f"--inform_data_file {path} cannot be written ({e.strerror}); give a writable path.") from None
+    return info

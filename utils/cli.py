@@ -1,0 +1,159 @@
+"""Command lines of the original scripts, built from a DatasetSpec, and the checks of their values."""
+import argparse
+import os
+import sys
+
+import torch
+
+from model import MODELS
+from utils.errors import UserError
+
+
+def str2bool(value):
+    v = str(value).strip().lower()
+    if v in ("true", "1", "yes", "y", "on"):
+        return True
+    if v in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false/1/0/yes/no, got {value!r}")
+
+
+def size_pair(value):
+    try:
+        h, w = (int(x) for x in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W such as 680,680, got {value!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {value!r}")
+    return h, w
+
+
+def positive_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def non_negative_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def positive_float(value):
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
+    return x
+
+
+def _common(parser, spec):
+    """Flags every script of the original has."""
+    parser.add_argument("--model", default="CGNet", choices=MODELS, help="network to use")
+    parser.add_argument("--dataset", default=spec.name, choices=[spec.name],
+                        help="dataset name; also the sub-folder of checkpoints and results")
+    parser.add_argument("--data_dir", default=spec.data_dir,
+                        help="dataset root; the paths in the list files are relative to it")
+    parser.add_argument("--dataset_list", default=spec.dataset_list,
+                        help="list file inside --data_dir used once to compute the mean and class weights")
+    parser.add_argument("--inform_data_file", default=spec.inform_data_file,
+                        help="where those statistics are cached (computed if absent)")
+    parser.add_argument("--classes", type=positive_int, default=spec.classes, help="number of classes")
+    parser.add_argument("--ignore_label", type=int, default=spec.ignore_label,
+                        help="label value that is not trained on or scored")
+    parser.add_argument("--M", type=positive_int, default=3, help="CG blocks at 1/4 resolution (stage 2)")
+    parser.add_argument("--N", type=positive_int, default=21, help="CG blocks at 1/8 resolution (stage 3)")
+    parser.add_argument("--num_workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                        help="data-loading worker processes (0 loads in the main process)")
+    parser.add_argument("--scaleIn", type=int, default=1, choices=[1],
+                        help="kept so the original command lines run; as in the original it must be 1")
+    parser.add_argument("--cuda", type=str2bool, default=True,
+                        help="use GPUs if there are any (true/false); without a visible GPU the CPU is used")
+    parser.add_argument("--gpus", default=spec.gpus, type=str,
+                        help="comma-separated GPU ids, e.g. 0,1; '' runs on the CPU")
+
+
+def train_parser(spec):
+    p = argparse.ArgumentParser(description=f"Train CGNet on {spec.name} with the original recipe "
+                                f"(Adam, poly LR, random scale/crop/flip, weighted cross-entropy).")
+    _common(p, spec)
+    p.add_argument("--train_data_list", default=spec.train_list, help="list of training image/label pairs")
+    p.add_argument("--val_data_list", default=spec.val_list, help="list used for validation mIoU")
+    p.add_argument("--train_type", default=spec.train_type,
+                   help="a tag for the run folder, e.g. ontrain or ontrainval")
+    p.add_argument("--max_epochs", type=positive_int, default=spec.max_epochs, help="epochs to train")
+    p.add_argument("--input_size", type=size_pair, default=spec.input_size, help="training crop H,W")
+    p.add_argument("--random_mirror", type=str2bool, default=True, help="random horizontal flips")
+    p.add_argument("--random_scale", type=str2bool, default=True, help="random scaling 0.5..2.0")
+    p.add_argument("--batch_size", type=positive_int, default=spec.batch_size,
+                   help="total batch size over all GPUs/processes")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate")
+    p.add_argument("--savedir", default="./checkpoint/", help="checkpoints go to SAVEDIR/DATASET/RUN_NAME/")
+    p.add_argument("--resume", default=None,
+                   help="checkpoint to continue from, or 'auto' for the run folder's checkpoint.pth if any")
+    p.add_argument("--logFile", default="log.txt", help="name of the log file inside the run folder")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (printed and stored; with it a CPU run is repeatable); default: random")
+    p.add_argument("--val_interval", type=positive_int, default=50,
+                   help="validate every this many epochs (and after the last)")
+    return p
+
+
+def eval_parser(spec, list_flag, list_default, save_default, description):
+    p = argparse.ArgumentParser(description=description)
+    _common(p, spec)
+    p.add_argument(list_flag, default=list_default, help="list of images (and labels) to run on")
+    p.add_argument("--batch_size", type=positive_int, default=1,
+                   help="images per forward pass (all images must have the same size when > 1)")
+    p.add_argument("--resume", default=spec.resume_eval if list_flag == "--val_data_list" else spec.resume_test,
+                   help="checkpoint to evaluate (required to exist)")
+    p.add_argument("--save_seg_dir", default=save_default, help="where prediction PNGs are written")
+    return p
+
+
+def select_device(args, log=print):
+    """The GPU named first in --gpus when --cuda is on and one is visible; otherwise the CPU."""
+    ids_text = args.gpus.strip()
+    if not args.cuda or not ids_text:
+        return torch.device("cpu"), []
+    try:
+        ids = [int(x) for x in ids_text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--gpus {args.gpus!r} is not a list of GPU ids; use e.g. --gpus 0 or --gpus 0,1 "
+                        f"(or --gpus '' for the CPU).") from None
+    if not torch.cuda.is_available():
+        log("notice: no GPU is visible; running on the CPU.")
+        return torch.device("cpu"), []
+    count = torch.cuda.device_count()
+    missing = [i for i in ids if not 0 <= i < count]
+    if missing:
+        raise UserError(f"--gpus {args.gpus} names GPU {missing[0]}, but only {count} GPU(s) are visible "
+                        f"(ids 0..{count - 1}).")
+    return torch.device(f"cuda:{ids[0]}"), ids
+
+
+def check_writable_dir(path, flag):
+    """Fail before any work starts if `path` cannot become a writable folder (nothing is created here)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        where = "is a file" if probe == os.path.abspath(path) else f"lies inside the file {probe}"
+        raise UserError(f"{flag} {path} {where}, not a folder; give a folder path.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable (no write permission on {probe}); choose another folder.")
+
+
+def log_line(text):
+    print(text, file=sys.stdout, flush=True)
