@@ -1,0 +1,119 @@
+"""Check a Cityscapes download, make its *_gtFine_labelTrainIds.png and split lists, and print the training command.
+
+    python tools/prepare_cityscapes.py ./data/cityscapes
+
+DATA_DIR holds the official zips unpacked side by side: leftImg8bit_trainvaltest.zip gives
+DATA_DIR/leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png and gtFine_trainvaltest.zip gives
+DATA_DIR/gtFine/{train,val,test}/<city>/*_gtFine_polygons.json. Each missing label image is made with the
+official cityscapesScripts conversion (the one csCreateTrainIdLabelImgs applies to every file); a rerun only checks.
+"""
+import argparse
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools._prepare import (REPO, choose_lists, progress, summary, train_command, verify,  # noqa: E402
+                            write_lists)
+from utils.checkpoint import atomic_write  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+
+SHIPPED = REPO / "dataset" / "list" / "Cityscapes"
+ZIPS = {"leftImg8bit": "leftImg8bit_trainvaltest.zip", "gtFine": "gtFine_trainvaltest.zip"}
+IMAGE, POLYGONS, LABEL = "_leftImg8bit.png", "_gtFine_polygons.json", "_gtFine_labelTrainIds.png"
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description="Check a Cityscapes download and make its labels and lists.")
+    parser.add_argument("data_dir", type=Path, help="the folder holding leftImg8bit/ and gtFine/")
+    return parser
+
+
+def check_layout(data_dir):
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir} is not a folder: create it and unzip {ZIPS['leftImg8bit']} and "
+                        f"{ZIPS['gtFine']} into it.")
+    for top, zip_name in ZIPS.items():
+        for folder in (data_dir / top, data_dir / top / "train", data_dir / top / "val"):
+            if not folder.is_dir():
+                raise UserError(f"{folder} not found: unzip {zip_name} into {data_dir} "
+                                f"(DATA_DIR is the folder that holds leftImg8bit/ and gtFine/).")
+    if not (data_dir / "leftImg8bit" / "test").is_dir():
+        print(f"notice: {data_dir / 'leftImg8bit' / 'test'} not found, so the test list will be empty.")
+
+
+def label_path(polygons):
+    return polygons.with_name(polygons.name[:-len(POLYGONS)] + LABEL)
+
+
+def make_train_ids(data_dir):
+    """Convert each train/val *_gtFine_polygons.json whose *_labelTrainIds.png is missing; returns how many."""
+    todo = [p for split in ("train", "val") for p in sorted((data_dir / "gtFine" / split).glob(f"*/*{POLYGONS}"))
+            if not label_path(p).is_file()]
+    if not todo:
+        return 0
+    try:
+        from cityscapesscripts.helpers.annotation import Annotation
+        from cityscapesscripts.preparation.json2labelImg import createLabelImage
+    except ImportError:
+        raise UserError("the labelTrainIds images are made with cityscapesScripts, which is not installed: "
+                        "pip install cityscapesScripts==2.3.0 and run this again.") from None
+    for polygons in progress(todo, "making *_gtFine_labelTrainIds.png"):
+        said = io.StringIO()
+        try:
+            # cityscapesScripts reports a bad file by printing and calling sys.exit: catch both.
+            with contextlib.redirect_stdout(said):
+                annotation = Annotation()
+                annotation.fromJsonFile(str(polygons))
+                image = createLabelImage(annotation, "trainIds")
+        except (Exception, SystemExit) as e:
+            reason = (said.getvalue().strip().splitlines() or [repr(e)])[0].removeprefix("ERROR: ")
+            raise UserError(f"{polygons} could not be converted ({reason}): unzip {ZIPS['gtFine']} into "
+                            f"{data_dir} again.") from e
+        atomic_write(label_path(polygons), lambda tmp: image.save(tmp, format="PNG"))
+    return len(todo)
+
+
+def samples_on_disk(data_dir):
+    """Rows for every frame that has an image or an annotation: a frame lacking one side stays in, so that
+    verify() names what is missing rather than the frame silently dropping out."""
+    rows = {}
+    for split in ("train", "val", "test"):
+        frames = {(p.parent.name, p.name[:-len(IMAGE)])
+                  for p in (data_dir / "leftImg8bit" / split).glob(f"*/*{IMAGE}")}
+        if split != "test":
+            for suffix in (POLYGONS, LABEL):
+                frames |= {(p.parent.name, p.name[:-len(suffix)])
+                           for p in (data_dir / "gtFine" / split).glob(f"*/*{suffix}")}
+        rows[split] = [(f"leftImg8bit/{split}/{city}/{stem}{IMAGE}",) +
+                       ((f"gtFine/{split}/{city}/{stem}{LABEL}",) if split != "test" else ())
+                       for city, stem in sorted(frames)]
+    rows["trainval"] = rows["train"] + rows["val"]
+    return rows
+
+
+def how_to_get(data_dir, relative_path):
+    return f"unzip {ZIPS[relative_path.split('/')[0]]} into {data_dir} again and rerun this script"
+
+
+def main(args):
+    data_dir = args.data_dir.resolve()
+    check_layout(data_dir)
+    made = make_train_ids(data_dir)
+    if made:
+        print(f"made {made} *_gtFine_labelTrainIds.png")
+    chosen = choose_lists(data_dir, SHIPPED, "cityscapes", samples_on_disk(data_dir))
+    if not chosen["train"][0] or not chosen["val"][0]:
+        raise UserError(f"no {IMAGE} images found under {data_dir / 'leftImg8bit'}/train and /val: unzip "
+                        f"{ZIPS['leftImg8bit']} into {data_dir}.")
+    write_lists(data_dir, "cityscapes", chosen)
+    verify(data_dir, "cityscapes", chosen, lambda p: how_to_get(data_dir, p))
+    summary(chosen, train_command("cityscapes_train.py", data_dir, "cityscapes", chosen))
+    return chosen
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

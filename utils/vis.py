@@ -1,0 +1,61 @@
+"""Pictures for eval/test: a prediction blended on its image, and input | prediction | ground truth panels."""
+import numpy as np
+from PIL import Image
+
+from utils.checkpoint import atomic_write
+from utils.colors import colorize
+
+SEPARATOR = 4  # px of white between panel tiles
+
+
+def _check(image_rgb, label):
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.shape[:2] != label.shape:
+        raise ValueError(f"expected an (H, W, 3) image and an (H, W) label, got {image_rgb.shape} and {label.shape}")
+
+
+def _known(label, palette):
+    return (label >= 0) & (label < len(palette))
+
+
+def overlay(image_rgb, label, palette, alpha=0.5):
+    """(H, W, 3) uint8 image with the class colours blended in; pixels of no class (ignore) keep the image."""
+    _check(image_rgb, label)
+    known = _known(label, palette)
+    colours = colorize(np.where(known, label, 0), palette).astype(np.float32)
+    blended = (1 - alpha) * image_rgb.astype(np.float32) + alpha * colours
+    out = np.where(known[..., None], np.rint(blended), image_rgb)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _colour(label, palette):
+    """Colours for labels; anything outside the palette (the ignore label) is black."""
+    known = _known(label, palette)
+    rgb = colorize(np.where(known, label, 0), palette)
+    rgb[~known] = 0
+    return rgb
+
+
+def panel(image_rgb, pred, palette, gt=None, ignore_label=None):
+    """input | prediction | ground truth (when given) side by side, as in the paper's Figure 6."""
+    _check(image_rgb, pred)
+    tiles = [image_rgb.astype(np.uint8), _colour(pred, palette)]
+    if gt is not None:
+        _check(image_rgb, gt)
+        gt_rgb = _colour(gt, palette)
+        if ignore_label is not None:
+            gt_rgb[gt == ignore_label] = 0
+        tiles.append(gt_rgb)
+    white = np.full((image_rgb.shape[0], SEPARATOR, 3), 255, np.uint8)
+    parts = [tiles[0]]
+    for tile in tiles[1:]:
+        parts += [white, tile]
+    return np.concatenate(parts, axis=1)
+
+
+def save_rgb(path, rgb):
+    """Write an (H, W, 3) uint8 array as a PNG; a crash never leaves a half-written file."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got {rgb.shape}")
+    image = Image.fromarray(rgb)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
