@@ -1,20 +1,33 @@
 """Networks selectable with --model; `from model import CGNet` works as in the original scripts."""
 from model import CGNet
 
-MODELS = ("CGNet",)
+MODELS = ("CGNet", "ENet", "ESPNet", "LRASPP", "EncNet")
 
 
 def build_model(name, classes, M=3, N=21, dropout_flag=False):
+    """M, N and dropout_flag configure CGNet only; the comparison networks are imported on demand."""
     if name == "CGNet":
         return CGNet.Context_Guided_Network(classes, M=M, N=N, dropout_flag=dropout_flag)
+    if name == "ENet":
+        from model.ENet import ENet
+        return ENet(classes)
+    if name == "ESPNet":
+        from model.ESPNet import ESPNet
+        return ESPNet(classes)
+    if name == "LRASPP":
+        from model.LRASPP import LRASPP
+        return LRASPP(classes)
+    if name == "EncNet":
+        from model.EncNet import EncNet
+        return EncNet(classes)
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
-def run_name(args, gpu_nums):
-    """Checkpoint folder name of the original: CGNet_M3N21bs16gpu2_ontrain."""
+def run_name(args, hardware):
+    """Checkpoint folder name of the original, e.g. CGNet_M3N21bs16gpu2_ontrain (hardware: 'gpu2' or 'cpu')."""
     if args.model == "CGNet":
-        return f"CGNet_M{args.M}N{args.N}bs{args.batch_size}gpu{gpu_nums}_{args.train_type}"
-    return f"{args.model}_bs{args.batch_size}gpu{gpu_nums}_{args.train_type}"
+        return f"CGNet_M{args.M}N{args.N}bs{args.batch_size}{hardware}_{args.train_type}"
+    return f"{args.model}_bs{args.batch_size}{hardware}_{args.train_type}"
 
 
 def count_parameters(model):
