@@ -6,7 +6,7 @@
 """
 from dataset.specs import CAMVID
 from utils.cli import eval_parser
-from utils.engine import evaluate
+from utils.evaluate import evaluate
 from utils.errors import run_cli
 
 

@@ -6,7 +6,7 @@
 """
 from dataset.specs import CITYSCAPES
 from utils.cli import eval_parser
-from utils.engine import test
+from utils.evaluate import test
 from utils.errors import run_cli
 
 

@@ -1,7 +1,6 @@
 """One distributed helper: torchrun's environment -> a process group; a plain single process otherwise."""
 import os
 
-import torch
 import torch.distributed as dist
 
 

@@ -1,12 +1,10 @@
-"""Training, evaluation and testing, shared by the Cityscapes and CamVid scripts.
+"""Training (and the validation it runs), shared by the Cityscapes and CamVid scripts.
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
-import math
 import os
 import random
 import time
-import zipfile
 
 import numpy as np
 import torch
@@ -16,12 +14,11 @@ from dataset.datasets import EvalDataset, TrainDataset, read_list
 from dataset.inform import get_inform
 from model import build_model, count_parameters, run_name
 from utils import dist as du
-from utils.checkpoint import atomic_write, load_weights, read_checkpoint, save_checkpoint
+from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from utils.cli import check_writable_dir, select_device
 from utils.errors import UserError
 from utils.metric import ConfusionMatrix
 from utils.optim import build_optimizer, poly_lr, set_lr
-from utils.outputs import BackgroundWriter, save_json, save_png
 from utils.progress import Progress
 
 
@@ -250,106 +247,3 @@ def _train(args, spec, device, gpu_ids, rank, world):
         if val_miou is not None:
             summary["val_mIoU"] = val_miou
     return summary
-
-
-# ---------------------------------------------------------------------------------- evaluate / test
-
-def _check_resume(args):
-    if not os.path.exists(args.resume):
-        raise UserError(f"--resume {args.resume} does not exist; give the checkpoint to evaluate "
-                        f"(see the README for where the released checkpoints go).")
-
-
-def _prepare_inference(args, spec, list_flag, with_label):
-    device, _ = select_device(args)
-    model, _ = build_and_load(args, device, args.resume)
-    samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
-    inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                        args.ignore_label, log)
-    dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
-    loader = loader_for(dataset, args.batch_size, args.num_workers, device)
-    return device, model, samples, loader
-
-
-def print_table(metrics, class_names):
-    lines = [f"{'class':<16}{'IoU':>8}"]
-    for name, iou in zip(class_names, metrics["IoU"]):
-        lines.append(f"{name:<16}{'n/a' if math.isnan(iou) else f'{iou * 100:.2f}':>8}")
-    lines.append(f"{'mean IoU':<16}{metrics['mIoU'] * 100:>8.2f}")
-    lines.append(f"{'pixel accuracy':<16}{metrics['pixel_accuracy'] * 100:>8.2f}")
-    log("\n".join(lines))
-
-
-def evaluate(args, spec, list_flag):
-    """Per-class IoU, mean IoU and pixel accuracy over a labelled list; writes metrics.json and, when
-    --save_seg_dir is set, `{name}.png` (class ids) and `{name}_color.png` per image."""
-    _check_resume(args)
-    save_dir = args.save_seg_dir
-    if save_dir:
-        check_writable_dir(save_dir, "--save_seg_dir")
-    device, model, samples, loader = _prepare_inference(args, spec, list_flag, with_label=True)
-    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
-    writer = BackgroundWriter()
-    bar = Progress(len(samples), "evaluating")
-    done = 0
-    try:
-        for pred, label, indices in predict_batches(model, loader, device):
-            conf.update(pred, label)
-            if save_dir:
-                for p, i in zip(pred.to(torch.uint8).cpu().numpy(), indices.tolist()):
-                    name = samples[i].name
-                    writer.submit(save_png, os.path.join(save_dir, f"{name}.png"), p)
-                    writer.submit(save_png, os.path.join(save_dir, f"{name}_color.png"), p, spec.palette)
-            done += len(indices)
-            bar.update(done)
-    finally:
-        writer.close()
-    metrics = conf.compute()
-    print_table(metrics, spec.class_names)
-    result = {"checkpoint": args.resume, "list": getattr(args, list_flag.lstrip("-")), "images": len(samples),
-              "mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"],
-              "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(spec.class_names, metrics["IoU"])}}
-    if save_dir:
-        save_json(os.path.join(save_dir, "metrics.json"), result)
-        log(f"predictions and metrics.json written to {save_dir}")
-    return result
-
-
-def test(args, spec, list_flag):
-    """Predict an unlabelled list: `{name}_color.png` to --save_seg_dir, and the server's labelId
-    `{name}.png` to --submit_dir (optionally zipped)."""
-    _check_resume(args)
-    check_writable_dir(args.save_seg_dir, "--save_seg_dir")
-    check_writable_dir(args.submit_dir, "--submit_dir")
-    if args.zip:
-        check_writable_dir(os.path.dirname(os.path.abspath(args.zip)), "--zip")
-    device, model, samples, loader = _prepare_inference(args, spec, list_flag, with_label=False)
-    to_label_id = np.asarray(spec.label_ids, np.uint8)
-    writer = BackgroundWriter()
-    bar = Progress(len(samples), "testing")
-    done = 0
-    try:
-        for pred, _, indices in predict_batches(model, loader, device):
-            for p, i in zip(pred.to(torch.uint8).cpu().numpy(), indices.tolist()):
-                name = samples[i].name
-                writer.submit(save_png, os.path.join(args.save_seg_dir, f"{name}_color.png"), p, spec.palette)
-                writer.submit(save_png, os.path.join(args.submit_dir, f"{name}.png"), to_label_id[p])
-            done += len(indices)
-            bar.update(done)
-    finally:
-        writer.close()
-    log(f"colour predictions in {args.save_seg_dir}; submission PNGs (labelIds) in {args.submit_dir}")
-    result = {"images": len(samples), "save_seg_dir": args.save_seg_dir, "submit_dir": args.submit_dir}
-    if args.zip:
-        result["zip"] = make_zip(args.submit_dir, [f"{s.name}.png" for s in samples], args.zip)
-        log(f"submission archive {result['zip']}")
-    return result
-
-
-def make_zip(folder, names, path):
-    def write(tmp):
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            for name in names:
-                z.write(os.path.join(folder, name), name)
-    atomic_write(path, write)
-    return path
