@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from utils.colors import CAMVID_PALETTE, CITYSCAPES_PALETTE
-from utils.vis import SEPARATOR, overlay, panel, save_rgb
+from utils.outputs import save_png
+from utils.vis import SEPARATOR, overlay, panel
 
 
 def test_overlay_blends_known_classes_and_leaves_ignore_alone():
@@ -40,9 +41,9 @@ def test_shape_mismatch_is_refused():
         overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint8), CAMVID_PALETTE)
 
 
-def test_save_rgb_round_trip(tmp_path):
+def test_save_png_rgb_round_trip(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
     path = tmp_path / "sub" / "x.png"
-    save_rgb(path, rgb)
+    save_png(path, rgb)
     assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), rgb)
     assert [p.name for p in path.parent.iterdir()] == ["x.png"]  # no temporary file left behind

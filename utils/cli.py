@@ -53,9 +53,19 @@ def positive_float(value):
         x = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value!r}")
     return x
+
+
+def seed_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer 0..2**32-1, got {value!r}") from None
+    if not 0 <= n < 2 ** 32:  # numpy's generators take no negative seed
+        raise argparse.ArgumentTypeError(f"must be in 0..2**32-1, got {n}")
+    return n
 
 
 def _common(parser, spec):
@@ -86,7 +96,8 @@ def _common(parser, spec):
 
 def train_parser(spec):
     p = argparse.ArgumentParser(description=f"Train CGNet on {spec.name} with the original recipe "
-                                f"(Adam, poly LR, random scale/crop/flip, weighted cross-entropy).")
+                                f"(Adam, poly LR, random scale/crop/flip, weighted cross-entropy).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(p, spec)
     p.add_argument("--train_data_list", default=spec.train_list, help="list of training image/label pairs")
     p.add_argument("--val_data_list", default=spec.val_list, help="list used for validation mIoU")
@@ -103,7 +114,7 @@ def train_parser(spec):
     p.add_argument("--resume", default=None,
                    help="checkpoint to continue from, or 'auto' for the run folder's checkpoint.pth if any")
     p.add_argument("--logFile", default="log.txt", help="name of the log file inside the run folder")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed_int, default=None,
                    help="random seed (printed and stored; with it a CPU run is repeatable); default: random")
     p.add_argument("--val_interval", type=positive_int, default=50,
                    help="validate every this many epochs (and after the last)")
@@ -111,7 +122,7 @@ def train_parser(spec):
 
 
 def eval_parser(spec, list_flag, list_default, save_default, description):
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(p, spec)
     p.add_argument(list_flag, default=list_default, help="list of images (and labels) to run on")
     p.add_argument("--batch_size", type=positive_int, default=1,
@@ -119,6 +130,10 @@ def eval_parser(spec, list_flag, list_default, save_default, description):
     p.add_argument("--resume", default=spec.resume_eval if list_flag == "--val_data_list" else spec.resume_test,
                    help="checkpoint to evaluate (required to exist)")
     p.add_argument("--save_seg_dir", default=save_default, help="where prediction PNGs are written")
+    p.add_argument("--overlay", type=str2bool, default=False,
+                   help="also write {name}_overlay.png: the colour mask blended on the image")
+    p.add_argument("--panel", type=str2bool, default=False,
+                   help="also write {name}_panel.png: input | prediction | ground truth (when labelled)")
     return p
 
 
@@ -139,7 +154,7 @@ def select_device(args, log=print):
     missing = [i for i in ids if not 0 <= i < count]
     if missing:
         raise UserError(f"--gpus {args.gpus} names GPU {missing[0]}, but only {count} GPU(s) are visible "
-                        f"(ids 0..{count - 1}).")
+                        f"(ids 0..{count - 1}); give ids from that range, or --cuda false for the CPU.")
     return torch.device(f"cuda:{ids[0]}"), ids
 
 
@@ -153,6 +168,13 @@ def check_writable_dir(path, flag):
         raise UserError(f"{flag} {path} {where}, not a folder; give a folder path.")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} is not writable (no write permission on {probe}); choose another folder.")
+
+
+def check_writable_file(path, flag):
+    """Fail before any work starts if a file cannot be written at `path` (nothing is created here)."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a folder; give the path of a file to write.")
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
 
 
 def log_line(text):

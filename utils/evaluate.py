@@ -3,6 +3,7 @@ import math
 import os
 import zipfile
 
+import cv2
 import numpy as np
 import torch
 
@@ -15,6 +16,7 @@ from utils.errors import UserError
 from utils.metric import ConfusionMatrix
 from utils.outputs import BackgroundWriter, save_json, save_png
 from utils.progress import Progress
+from utils.vis import overlay, panel
 
 
 def _check_resume(args):
@@ -23,7 +25,24 @@ def _check_resume(args):
                         f"(see the README for where the released checkpoints go).")
 
 
-def _prepare_inference(args, spec, list_flag, with_label):
+def save_pictures(args, spec, sample, pred, gt):
+    """{name}_overlay.png / {name}_panel.png beside the predictions (runs in a writer thread)."""
+    rgb = cv2.imread(sample.image, cv2.IMREAD_COLOR)[:, :, ::-1]
+    if args.overlay:
+        save_png(os.path.join(args.save_seg_dir, f"{sample.name}_overlay.png"), overlay(rgb, pred, spec.palette))
+    if args.panel:
+        save_png(os.path.join(args.save_seg_dir, f"{sample.name}_panel.png"),
+                 panel(rgb, pred, spec.palette, gt, args.ignore_label))
+
+
+def run_inference(args, spec, list_flag, with_label, write):
+    """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None) queues its
+    PNGs on the background writer. Returns (samples, confusion matrix or None)."""
+    _check_resume(args)
+    if args.save_seg_dir:
+        check_writable_dir(args.save_seg_dir, "--save_seg_dir")
+    elif args.overlay or args.panel:
+        raise UserError("--overlay/--panel need --save_seg_dir, the folder to write the pictures to.")
     device, _ = select_device(args)
     model, _ = build_and_load(args, device, args.resume)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
@@ -31,7 +50,64 @@ def _prepare_inference(args, spec, list_flag, with_label):
                         args.ignore_label, log)
     dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
     loader = loader_for(dataset, args.batch_size, args.num_workers, device)
-    return device, model, samples, loader
+
+    conf = ConfusionMatrix(args.classes, args.ignore_label, device) if with_label else None
+    writer = BackgroundWriter()
+    bar = Progress(len(samples), "evaluating" if with_label else "testing")
+    done = 0
+    try:
+        for pred, label, indices in predict_batches(model, loader, device):
+            if conf is not None:
+                conf.update(pred, label)
+            preds = pred.to(torch.uint8).cpu().numpy()
+            gts = label.to(torch.uint8).cpu().numpy() if with_label else [None] * len(preds)
+            for p, gt, i in zip(preds, gts, indices.tolist()):
+                write(writer, samples[i], p, gt)
+                if args.overlay or args.panel:
+                    writer.submit(save_pictures, args, spec, samples[i], p, gt)
+            done += len(preds)
+            bar.update(done)
+    finally:
+        writer.close()
+    return samples, conf
+
+
+def evaluate(args, spec, list_flag):
+    """Per-class IoU, mean IoU and pixel accuracy over a labelled list; with --save_seg_dir also
+    `{name}.png` (class ids), `{name}_color.png` and metrics.json."""
+    def write(writer, sample, pred, gt):
+        if args.save_seg_dir:
+            writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}.png"), pred)
+            writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}_color.png"), pred, spec.palette)
+    samples, conf = run_inference(args, spec, list_flag, True, write)
+    metrics = conf.compute()
+    print_table(metrics, spec.class_names)
+    result = {"checkpoint": args.resume, "list": getattr(args, list_flag.lstrip("-")), "images": len(samples),
+              "mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"],
+              "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(spec.class_names, metrics["IoU"])}}
+    if args.save_seg_dir:
+        save_json(os.path.join(args.save_seg_dir, "metrics.json"), result)
+        log(f"predictions and metrics.json written to {args.save_seg_dir}")
+    return result
+
+
+def test(args, spec, list_flag):
+    """Predict an unlabelled list: `{name}_color.png` to --save_seg_dir, and the server's labelId
+    `{name}.png` to --submit_dir (one PNG per image, nothing else, as the evaluator expects)."""
+    check_writable_dir(args.submit_dir, "--submit_dir")
+    if args.zip:
+        check_writable_dir(os.path.dirname(os.path.abspath(args.zip)), "--zip")
+    to_label_id = np.asarray(spec.label_ids, np.uint8)
+    def write(writer, sample, pred, gt):
+        writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}_color.png"), pred, spec.palette)
+        writer.submit(save_png, os.path.join(args.submit_dir, f"{sample.name}.png"), to_label_id[pred])
+    samples, _ = run_inference(args, spec, list_flag, False, write)
+    log(f"colour predictions in {args.save_seg_dir}; submission PNGs (labelIds) in {args.submit_dir}")
+    result = {"images": len(samples), "save_seg_dir": args.save_seg_dir, "submit_dir": args.submit_dir}
+    if args.zip:
+        result["zip"] = make_zip(args.submit_dir, [f"{s.name}.png" for s in samples], args.zip)
+        log(f"submission archive {result['zip']}")
+    return result
 
 
 def print_table(metrics, class_names):
@@ -41,72 +117,6 @@ def print_table(metrics, class_names):
     lines.append(f"{'mean IoU':<16}{metrics['mIoU'] * 100:>8.2f}")
     lines.append(f"{'pixel accuracy':<16}{metrics['pixel_accuracy'] * 100:>8.2f}")
     log("\n".join(lines))
-
-
-def evaluate(args, spec, list_flag):
-    """Per-class IoU, mean IoU and pixel accuracy over a labelled list; writes metrics.json and, when
-    --save_seg_dir is set, `{name}.png` (class ids) and `{name}_color.png` per image."""
-    _check_resume(args)
-    save_dir = args.save_seg_dir
-    if save_dir:
-        check_writable_dir(save_dir, "--save_seg_dir")
-    device, model, samples, loader = _prepare_inference(args, spec, list_flag, with_label=True)
-    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
-    writer = BackgroundWriter()
-    bar = Progress(len(samples), "evaluating")
-    done = 0
-    try:
-        for pred, label, indices in predict_batches(model, loader, device):
-            conf.update(pred, label)
-            if save_dir:
-                for p, i in zip(pred.to(torch.uint8).cpu().numpy(), indices.tolist()):
-                    name = samples[i].name
-                    writer.submit(save_png, os.path.join(save_dir, f"{name}.png"), p)
-                    writer.submit(save_png, os.path.join(save_dir, f"{name}_color.png"), p, spec.palette)
-            done += len(indices)
-            bar.update(done)
-    finally:
-        writer.close()
-    metrics = conf.compute()
-    print_table(metrics, spec.class_names)
-    result = {"checkpoint": args.resume, "list": getattr(args, list_flag.lstrip("-")), "images": len(samples),
-              "mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"],
-              "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(spec.class_names, metrics["IoU"])}}
-    if save_dir:
-        save_json(os.path.join(save_dir, "metrics.json"), result)
-        log(f"predictions and metrics.json written to {save_dir}")
-    return result
-
-
-def test(args, spec, list_flag):
-    """Predict an unlabelled list: `{name}_color.png` to --save_seg_dir, and the server's labelId
-    `{name}.png` to --submit_dir (optionally zipped)."""
-    _check_resume(args)
-    check_writable_dir(args.save_seg_dir, "--save_seg_dir")
-    check_writable_dir(args.submit_dir, "--submit_dir")
-    if args.zip:
-        check_writable_dir(os.path.dirname(os.path.abspath(args.zip)), "--zip")
-    device, model, samples, loader = _prepare_inference(args, spec, list_flag, with_label=False)
-    to_label_id = np.asarray(spec.label_ids, np.uint8)
-    writer = BackgroundWriter()
-    bar = Progress(len(samples), "testing")
-    done = 0
-    try:
-        for pred, _, indices in predict_batches(model, loader, device):
-            for p, i in zip(pred.to(torch.uint8).cpu().numpy(), indices.tolist()):
-                name = samples[i].name
-                writer.submit(save_png, os.path.join(args.save_seg_dir, f"{name}_color.png"), p, spec.palette)
-                writer.submit(save_png, os.path.join(args.submit_dir, f"{name}.png"), to_label_id[p])
-            done += len(indices)
-            bar.update(done)
-    finally:
-        writer.close()
-    log(f"colour predictions in {args.save_seg_dir}; submission PNGs (labelIds) in {args.submit_dir}")
-    result = {"images": len(samples), "save_seg_dir": args.save_seg_dir, "submit_dir": args.submit_dir}
-    if args.zip:
-        result["zip"] = make_zip(args.submit_dir, [f"{s.name}.png" for s in samples], args.zip)
-        log(f"submission archive {result['zip']}")
-    return result
 
 
 def make_zip(folder, names, path):

@@ -1,8 +1,6 @@
 """Pictures for eval/test: a prediction blended on its image, and input | prediction | ground truth panels."""
 import numpy as np
-from PIL import Image
 
-from utils.checkpoint import atomic_write
 from utils.colors import colorize
 
 SEPARATOR = 4  # px of white between panel tiles
@@ -50,12 +48,3 @@ def panel(image_rgb, pred, palette, gt=None, ignore_label=None):
     for tile in tiles[1:]:
         parts += [white, tile]
     return np.concatenate(parts, axis=1)
-
-
-def save_rgb(path, rgb):
-    """Write an (H, W, 3) uint8 array as a PNG; a crash never leaves a half-written file."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got {rgb.shape}")
-    image = Image.fromarray(rgb)
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
