@@ -12,6 +12,9 @@ from utils.errors import UserError
 cv2.setNumThreads(0)  # DataLoader workers already run in parallel; OpenCV threads inside them only contend.
 
 
+LABEL_MODES = ("L", "I;16", "I;16B", "I")  # single-channel PNG modes; cv2 reads them as class indices
+
+
 @dataclass(frozen=True)
 class Sample:
     image: str
@@ -29,59 +32,77 @@ def read_list(list_path, data_dir, with_label, flag):
     if not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir} is not a directory; point it at the dataset's root folder "
                         f"(see the README, 'Preparing the datasets').")
+    if os.path.isdir(list_path):
+        raise UserError(f"{flag} {list_path} is a directory; give the path of a list file "
+                        f"(the originals are in dataset/list/).")
     if not os.path.isfile(list_path):
         raise UserError(f"{flag} {list_path} does not exist; give the path of a list file "
                         f"(the originals are in dataset/list/).")
     fields = 2 if with_label else 1
     samples = []
-    with open(list_path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            # Test lists have no labels; an `image label` list is accepted there too (labels unused).
-            if len(parts) != fields and not (not with_label and len(parts) == 2):
-                want = "'image label'" if with_label else "'image'"
-                raise UserError(f"{flag} {list_path} line {n} has {len(parts)} fields, expected {want} "
-                                f"separated by a space.")
-            image = os.path.join(data_dir, parts[0])
-            label = os.path.join(data_dir, parts[1]) if with_label else ""
-            samples.append(Sample(image, label, os.path.splitext(os.path.basename(parts[0]))[0], n))
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{flag} {list_path} is not a text file; give a list file with one "
+                        f"'image label' pair per line.") from None
+    except OSError as e:
+        raise UserError(f"{flag} {list_path} cannot be read ({e.strerror}); check its permissions.") from None
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        # Test lists have no labels; an `image label` list is accepted there too (labels unused).
+        if len(parts) != fields and not (not with_label and len(parts) == 2):
+            want = "'image label'" if with_label else "'image'"
+            raise UserError(f"{flag} {list_path} line {n} has {len(parts)} fields, expected {want} "
+                            f"separated by a space; fix or remove that line.")
+        image = os.path.join(data_dir, parts[0])
+        label = os.path.join(data_dir, parts[1]) if with_label else ""
+        samples.append(Sample(image, label, os.path.splitext(os.path.basename(parts[0]))[0], n))
     if not samples:
         raise UserError(f"{flag} {list_path} is empty; it must name at least one image.")
     check_files(samples, list_path, flag)
     return samples
 
 
-def _header_size(path):
-    """(width, height) from the image header, or None if the file is missing or not an image."""
+def _header(path):
+    """(width, height, mode) from the image header (nothing is decoded), or a str saying why there is none."""
+    if not os.path.exists(path):
+        return "missing"
+    if os.path.isdir(path):
+        return "a directory"
+    if not os.access(path, os.R_OK):
+        return "unreadable (no read permission)"
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError):
-        return None
+            return im.size + (im.mode,)
+    except Exception:  # PIL raises several types for files that are not images, all alike here
+        return "not an image"
 
 
 def check_files(samples, list_path, flag, show=3):
+    """Every file of the list exists, has an image header, and each label is single-channel and as large as
+    its image; all entries are checked, the first `show` problems are reported with their line numbers."""
     problems = []
     for s in samples:
-        image_size = _header_size(s.image)
-        if image_size is None:
-            why = "missing" if not os.path.exists(s.image) else "not a readable image"
-            problems.append(f"line {s.line}: {s.image} is {why}")
+        image = _header(s.image)
+        if isinstance(image, str):
+            problems.append(f"line {s.line}: {s.image} is {image}")
         if s.label:
-            label_size = _header_size(s.label)
-            if label_size is None:
-                why = "missing" if not os.path.exists(s.label) else "not a readable image"
-                problems.append(f"line {s.line}: {s.label} is {why}")
-            elif image_size is not None and label_size != image_size:
-                problems.append(f"line {s.line}: {s.label} is {label_size[0]}x{label_size[1]} but its image "
-                                f"is {image_size[0]}x{image_size[1]}")
-        if len(problems) >= show:
-            break
+            label = _header(s.label)
+            if isinstance(label, str):
+                problems.append(f"line {s.line}: {s.label} is {label}")
+            elif label[2] not in LABEL_MODES:  # cv2 turns palette PNGs into colours too
+                problems.append(f"line {s.line}: {s.label} has image mode {label[2]}, not a single-channel "
+                                f"greyscale label map")
+            elif not isinstance(image, str) and label[:2] != image[:2]:
+                problems.append(f"line {s.line}: {s.label} is {label[0]}x{label[1]} but its image "
+                                f"is {image[0]}x{image[1]}")
     if problems:
-        raise UserError(f"{flag} {list_path} names files that cannot be used ({'; '.join(problems)}); "
-                        f"check --data_dir and the dataset download (tools/prepare_*.py verifies it).")
+        shown = "; ".join(problems[:show]) + (f"; and {len(problems) - show} more" if len(problems) > show else "")
+        raise UserError(f"{flag} {list_path} names files that cannot be used ({shown}); check --data_dir, that "
+                        f"labels are class-index PNGs, and the dataset download (tools/prepare_*.py verifies it).")
 
 
 def load_image(path):

@@ -11,6 +11,7 @@ import numpy as np
 
 from dataset.datasets import load_image, load_label, read_list
 from utils.checkpoint import atomic_write
+from utils.cli import check_writable_dir
 from utils.errors import UserError
 from utils.progress import Progress
 
@@ -72,12 +73,16 @@ def read_inform(path):
 
 def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
     """Read the cached statistics, or compute them once from data_dir/dataset_list and cache them."""
+    if os.path.isdir(path):
+        raise UserError(f"--inform_data_file {path} is a directory; give the path of a .pkl file "
+                        f"(it is computed there when absent).")
     if os.path.exists(path):
         info = read_inform(path)
         if len(info["classWeights"]) != classes:
             raise UserError(f"--inform_data_file {path} has class weights for {len(info['classWeights'])} classes "
                             f"but --classes is {classes}; delete it (it will be recomputed) or give another path.")
         return info
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), "--inform_data_file")  # before the long pass
     log(f"computing dataset statistics from {os.path.join(data_dir, dataset_list)} (once; cached at {path})")
     info = compute_inform(data_dir, dataset_list, classes, ignore_label)
     def write(tmp):

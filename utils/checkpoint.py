@@ -48,6 +48,8 @@ def read_checkpoint(path, flag="--resume"):
         raise UserError(f"{flag} {path} is a directory; give the path of a .pth checkpoint file inside it.")
     if os.path.getsize(path) == 0:
         raise UserError(f"{flag} {path} is empty (0 bytes); the download or save did not complete, fetch it again.")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{flag} {path} cannot be read (no read permission); check its permissions.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -57,8 +59,8 @@ def read_checkpoint(path, flag="--resume"):
                 f"{flag} {path} was refused: it contains a Python object ({found.group(1)}) other than "
                 f"tensors and plain containers, and unpickling them could run arbitrary code; use a checkpoint saved as "
                 f"a plain dict of tensors (state_dict).") from None
-        raise UserError(f"{flag} {path} is not a PyTorch checkpoint (corrupt or truncated); "
-                        f"download or save it again.") from None
+        raise UserError(f"{flag} {path} is not a PyTorch checkpoint (corrupt, truncated or another kind "
+                        f"of file); download or save it again.") from None
     except Exception:
         raise UserError(f"{flag} {path} is not a PyTorch checkpoint (corrupt, truncated or another kind "
                         f"of file); download or save it again.") from None
@@ -105,6 +107,7 @@ def load_weights(model, path, flag="--resume", ckpt=None):
         if unexpected:
             parts.append("unexpected " + ", ".join(unexpected[:3]))
         cause = _mismatch_cause(model, sd, missing, unexpected, shapes)
-        raise UserError(f"{flag} {path} does not fit the model ({'; '.join(parts)}): {cause}.")
+        raise UserError(f"{flag} {path} does not fit the model ({'; '.join(parts)}): {cause}; give a checkpoint "
+                        f"trained with the same --model, --classes, --M and --N.")
     model.load_state_dict(sd)
     return ckpt if isinstance(ckpt, dict) else {}

@@ -12,17 +12,34 @@ def run_cli(main, parser, argv=None):
 
     Set CGNET_DEBUG=1 to get the full traceback instead.
     """
-    args = parser.parse_args(argv)
     debug = os.environ.get("CGNET_DEBUG", "") not in ("", "0")
+    if not debug:
+        parser.error = _one_line_error  # argparse's own errors: the sentence without the long usage text
+    args = parser.parse_args(argv)
     try:
         return main(args)
     except UserError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted: stopped by Ctrl-C; completed checkpoints and outputs are kept.", file=sys.stderr)
+        print("interrupted: stopped by Ctrl-C; completed checkpoints and outputs are kept "
+              "(continue a training run with --resume auto).", file=sys.stderr)
         sys.exit(130)
+
+
+def user_message(error):
+    """The one sentence of a UserError, also when torch re-raised it from a DataLoader worker: there its
+    text is 'Caught UserError in DataLoader worker process 0.\nOriginal Traceback ...\n...UserError: <sentence>'."""
+    text = str(error)
+    if "Original Traceback" in text and "UserError: " in text:
+        text = text.rsplit("UserError: ", 1)[1]
+    return text.strip()
+
+
+def _one_line_error(message):
+    print(f"error: {message}; see --help.", file=sys.stderr)
+    sys.exit(2)

@@ -10,7 +10,7 @@ import torch
 from dataset.datasets import EvalDataset, read_list
 from dataset.inform import get_inform
 from utils.checkpoint import atomic_write
-from utils.cli import check_writable_dir, select_device
+from utils.cli import check_writable_dir, check_writable_file, select_device
 from utils.engine import build_and_load, loader_for, log, predict_batches
 from utils.errors import UserError
 from utils.metric import ConfusionMatrix
@@ -96,7 +96,7 @@ def test(args, spec, list_flag):
     `{name}.png` to --submit_dir (one PNG per image, nothing else, as the evaluator expects)."""
     check_writable_dir(args.submit_dir, "--submit_dir")
     if args.zip:
-        check_writable_dir(os.path.dirname(os.path.abspath(args.zip)), "--zip")
+        check_writable_file(args.zip, "--zip")
     to_label_id = np.asarray(spec.label_ids, np.uint8)
     def write(writer, sample, pred, gt):
         writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}_color.png"), pred, spec.palette)
