@@ -20,6 +20,8 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.checkpoint import atomic_write  # noqa: E402
+from utils.cli import non_negative_int, positive_int, size_pair  # noqa: E402
 from utils.colors import CITYSCAPES_LABEL_IDS  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -280,12 +282,10 @@ def _street(rng, h, w):
 
 
 def _save(path, data):
-    """Write through a temporary name so that an interrupted run never leaves half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    atomic_write(path, write)  # an interrupted run never leaves half a file
 
 
 def _save_png(path, array):
@@ -380,46 +380,15 @@ def make_camvid(root, n_train=24, n_val=6, n_test=6, size=(180, 240), seed=0, ve
     return _build(root, params, samples, lists, verbose)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _size(text):
-    parts = text.split(",")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) != 2 or min(size) < 16:
-        raise argparse.ArgumentTypeError(f"expected H,W with both at least 16, e.g. 256,512; got {text!r}")
-    return size
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
 def get_args_parser():
     p = argparse.ArgumentParser(description="Make a small synthetic street dataset in the Cityscapes or CamVid layout.")
     p.add_argument("--dataset", required=True, choices=("cityscapes", "camvid"))
     p.add_argument("--out", required=True, help="folder to write (created if missing)")
-    p.add_argument("--train", type=_positive_int, default=24, help="number of train images")
-    p.add_argument("--val", type=_positive_int, default=6, help="number of val images")
-    p.add_argument("--test", type=_positive_int, default=6, help="number of test images")
-    p.add_argument("--size", type=_size, default=None, help="H,W; default 256,512 (cityscapes), 180,240 (camvid)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--train", type=positive_int, default=24, help="number of train images")
+    p.add_argument("--val", type=positive_int, default=6, help="number of val images")
+    p.add_argument("--test", type=positive_int, default=6, help="number of test images")
+    p.add_argument("--size", type=size_pair, default=None, help="H,W; default 256,512 (cityscapes), 180,240 (camvid)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     return p
 
 
