@@ -13,6 +13,10 @@ import torch
 from utils.errors import UserError
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path, write):
     """Call write(tmp_path), then move tmp_path onto path: a crash never leaves a half-written file."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -23,6 +27,7 @@ def atomic_write(path, write):
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -88,10 +93,16 @@ def _mismatch_cause(model, sd, missing, unexpected, shapes):
     return "the checkpoint was made by a different architecture or --model"
 
 
-def load_weights(model, path, flag="--resume", ckpt=None):
-    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return the checkpoint."""
+def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
+    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return the checkpoint.
+
+    Our checkpoints record the --model they were trained with; a different one is refused by name."""
     if ckpt is None:
         ckpt = read_checkpoint(path, flag)
+    trained = ckpt.get("args", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("args"), dict) else None
+    if model_name and trained and trained != model_name:
+        raise UserError(f"{flag} {path} was trained with --model {trained}, not {model_name}; "
+                        f"pass --model {trained} or give a {model_name} checkpoint.")
     sd = model_state_dict(ckpt, path, flag)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]

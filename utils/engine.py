@@ -2,6 +2,8 @@
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
+import contextlib
+import glob
 import os
 import random
 import time
@@ -14,9 +16,10 @@ from dataset.datasets import EvalDataset, TrainDataset, read_list
 from dataset.inform import get_inform
 from model import build_model, count_parameters, run_name
 from utils import dist as du
-from utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from utils.checkpoint import atomic_write, load_weights, read_checkpoint, save_checkpoint
 from utils.cli import check_writable_dir, select_device
 from utils.errors import UserError
+from utils.inference import keep_cpu_memory
 from utils.metric import ConfusionMatrix
 from utils.optim import build_optimizer, poly_lr, set_lr
 from utils.progress import Progress
@@ -24,7 +27,7 @@ from utils.progress import Progress
 
 def log(*args):
     """Rank 0 alone prints."""
-    if not du.is_distributed() or du.dist.get_rank() == 0:
+    if du.rank() == 0:
         print(*args, flush=True)
 
 
@@ -39,7 +42,7 @@ def build_and_load(args, device, path=None, ckpt=None):
         model = build_model(args.model, args.classes, M=args.M, N=args.N)
     except ValueError as e:
         raise UserError(f"--model/--M/--N: {e}.") from None
-    ckpt = load_weights(model, path, "--resume", ckpt) if path else {}
+    ckpt = load_weights(model, path, "--resume", ckpt, args.model) if path else {}
     return model.to(device), ckpt
 
 
@@ -72,39 +75,45 @@ def validate(model, samples, mean, args, device, rank=0, world=1):
 
 # ------------------------------------------------------------------------------------------ training
 
-def train_one_epoch(model, loader, criterion, optimizer, device, epoch, args, it0, max_it, ignore_label):
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NEVER = torch.iinfo(torch.long).max  # "no bad iteration yet"
+
+
+def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, args, it0, max_it):
     """One epoch; returns (mean loss, train confusion matrix, last lr). Syncs with the host only to log."""
     model.train()
-    conf = ConfusionMatrix(args.classes, ignore_label, device)
+    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
     loss_sum = torch.zeros((), device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    first_bad = torch.full((), NEVER, dtype=torch.long, device=device)
     bar = Progress(len(loader), f"epoch {epoch + 1}/{args.max_epochs}")
-    is_main = not du.is_distributed() or du.dist.get_rank() == 0
+    amp_dtype = AMP_DTYPES[args.amp]
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     lr = args.lr
     for i, (images, labels) in enumerate(loader):
-        it = it0 + i
-        lr = poly_lr(args.lr, it, max_it)
+        lr = poly_lr(args.lr, it0 + i, max_it)
         set_lr(optimizer, lr)
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
-        out = model(images)
-        aux = None
-        if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
-            out, aux = out
-        loss = criterion(out, labels)
-        if aux is not None:
-            loss = loss + du.unwrap(model).aux_loss(aux, labels, ignore_label)
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+            out = model(images)
+            aux = None
+            if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
+                out, aux = out
+            loss = criterion(out, labels)
+            if aux is not None:
+                loss = loss + du.unwrap(model).aux_loss(aux, labels, args.ignore_label)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward() and step()
+        scaler.step(optimizer)
+        scaler.update()
         with torch.no_grad():
-            loss = loss.detach()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), torch.full_like(first_bad, i), first_bad)
+            loss = loss.detach().float()
+            first_bad = torch.minimum(first_bad, torch.where(torch.isfinite(loss), NEVER, i))
             loss_sum += loss
             conf.update(out.argmax(1), labels)
         if (i + 1) % 10 == 0 or i + 1 == len(loader):
             check_finite(first_bad, epoch)
-            if is_main:
+            if du.rank() == 0:
                 bar.update(i + 1, f"loss {loss_sum.item() / (i + 1):.4f} lr {lr:.2e}")
     check_finite(first_bad, epoch)
     total = du.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(len(loader)), device=device)]))
@@ -113,17 +122,11 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch, args, it
 
 
 def check_finite(first_bad, epoch):
-    bad = first_bad.item()
-    if bad >= 0:
+    """Stop every process at once when any of them saw a NaN/inf loss (none may wait on the others)."""
+    bad = du.all_reduce_min(first_bad.clone()).item()
+    if bad != NEVER:
         raise UserError(f"the training loss became NaN/inf at epoch {epoch + 1}, iteration {bad + 1}; training "
                         f"stopped and the last complete checkpoint was kept (try a lower --lr, check the labels).")
-
-
-def resolve_resume(resume, run_dir):
-    if resume != "auto":
-        return resume
-    path = os.path.join(run_dir, "checkpoint.pth")
-    return path if os.path.exists(path) else None
 
 
 def seed_everything(seed):
@@ -132,30 +135,99 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed, epoch, rank):
+    """Every epoch of every process reseeds from (seed, epoch, rank): a resumed run draws what an
+    uninterrupted one would, with no generator state to carry across processes or machines."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def check_batch_size(batch_size, world):
+    if batch_size % world:
+        raise UserError(f"--batch_size {batch_size} is the total over {world} processes and must divide "
+                        f"evenly among them.")
+
+
+def run_folder(args, device, world):
+    """SAVEDIR/DATASET/CGNet_M3N21bs16gpu2_ontrain: the batch size in total, the real GPU count (or 'cpu')."""
+    hardware = f"gpu{world}" if device.type == "cuda" else "cpu"
+    return os.path.join(args.savedir, args.dataset, run_name(args, hardware))
+
+
+def resolve_resume(resume, run_dir):
+    """--resume PATH, or for 'auto' the run folder's checkpoint.pth (None when there is none yet)."""
+    if resume != "auto":
+        return resume
+    path = os.path.join(run_dir, "checkpoint.pth")
+    if os.path.exists(path):
+        return path
+    log(f"notice: --resume auto found no {path}; training starts from scratch.")
+    return None
+
+
+def remove_stale_temp_files(run_dir):
+    """A process killed while saving leaves the temporary file of atomic_write (named .tmp-*) behind."""
+    for path in glob.glob(os.path.join(glob.escape(run_dir), ".tmp-*")):
+        os.remove(path)
+        log(f"notice: removed {path}, left by a run killed while saving.")
+
+
+def log_header(params):
+    return [f"Parameters: {params}", "Epoch\t\tLoss(Tr)\t\tmIOU (tr)\t\tmIOU (val)\t\tlr"]
+
+
+def log_lines_up_to(path, epoch):
+    """The lines of an existing log up to `epoch` (for checkpoints that do not carry their log)."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = f.read().splitlines()
+    return [line for line in lines if not line.split() or not line.split()[0].isdigit()
+            or int(line.split()[0]) <= epoch]
+
+
+def write_log(path, lines):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.writelines(line + "\n" for line in lines)
+    atomic_write(path, write)
+
+
 def train(args, spec):
-    """The original training recipe; returns a summary dict (run folder, last mIoU values)."""
-    device, gpu_ids = select_device(args)
+    """The original training recipe; returns a summary dict (run folder, last mIoU values).
+
+    Launched plainly with several GPUs in --gpus it starts one process per GPU; under torchrun each
+    process trains its share; either way the processes run _train with DistributedDataParallel.
+    """
+    device, gpu_ids = select_device(args, log)
+    nprocs = du.spawn_count(device, gpu_ids)
+    if nprocs:
+        check_batch_size(args.batch_size, nprocs)
+        log(f"starting {nprocs} processes, one per GPU of --gpus {args.gpus} (DistributedDataParallel)")
+        return du.spawn(train, nprocs, args, spec)
+    device = du.process_device(device, gpu_ids)
     rank, world = du.init_distributed(device)
     try:
-        return _train(args, spec, device, gpu_ids, rank, world)
+        return _train(args, spec, device, rank, world)
     finally:
         du.cleanup()
 
 
-def _train(args, spec, device, gpu_ids, rank, world):
-    if device.type == "cuda":
-        device = torch.device(f"cuda:{gpu_ids[du.local_rank()] if world > 1 else gpu_ids[0]}")
-        torch.cuda.set_device(device)
-        if world == 1 and len(gpu_ids) > 1:
-            log(f"notice: --gpus {args.gpus} lists {len(gpu_ids)} GPUs; this single process trains on "
-                f"GPU {gpu_ids[0]} (launch with torchrun to use all of them).")
-    if args.batch_size % world:
-        raise UserError(f"--batch_size {args.batch_size} is the total over {world} processes and must divide "
-                        f"evenly among them.")
-    hardware = f"gpu{max(world, 1)}" if device.type == "cuda" else "cpu"
-    run_dir = os.path.join(args.savedir, args.dataset, run_name(args, hardware))
+def _train(args, spec, device, rank, world):
+    check_batch_size(args.batch_size, world)
+    run_dir = run_folder(args, device, world)
     if rank == 0:
         check_writable_dir(run_dir, "--savedir")
+    if args.channels_last is None:  # measured on a CPU: +9 % at 680x680 in fp32, slower combined with bf16
+        args.channels_last = device.type == "cpu" and args.amp == "none"
+    if device.type == "cpu":
+        keep_cpu_memory()  # large activations otherwise pay page faults on every fresh allocation
+    if device.type == "cpu" and args.amp == "fp16":
+        log("notice: --amp fp16 is several times slower than fp32 on most CPUs (they lack fp16 arithmetic); "
+            "bf16 or none train faster there.")
+    sync_bn = args.sync_bn and world > 1 and device.type == "cuda"
+    if args.sync_bn and not sync_bn:
+        log("notice: --sync_bn ignored: SyncBatchNorm needs more than one GPU process (NCCL); each process "
+            "keeps its own BatchNorm statistics.")
 
     train_samples = read_list(args.train_data_list, args.data_dir, True, "--train_data_list")
     val_samples = read_list(args.val_data_list, args.data_dir, True, "--val_data_list") if args.val_data_list else []
@@ -167,33 +239,45 @@ def _train(args, spec, device, gpu_ids, rank, world):
         inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
                             args.ignore_label, log)
 
-    resume = resolve_resume(args.resume, run_dir) if args.resume else None
-    ckpt = read_checkpoint(resume) if resume else {}
-    seed = args.seed if args.seed is not None else ckpt.get("seed") if isinstance(ckpt, dict) else None
-    if seed is None:
-        seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())
-    if world > 1:  # every rank needs the same seed for the same shuffling and augmentation
-        seed = int(du.all_reduce_sum(torch.tensor([seed if rank == 0 else 0], device=device)).item())
-    seed_everything(seed + rank)  # before building the model: its initialisation is part of the run
+    # Rank 0 alone touches the run folder; the others get what it read (no shared disk needed).
+    resume, ckpt, seed = None, {}, args.seed
+    if rank == 0:
+        resume = resolve_resume(args.resume, run_dir) if args.resume else None
+        ckpt = read_checkpoint(resume) if resume else {}
+        if seed is None and isinstance(ckpt, dict) and isinstance(ckpt.get("seed"), int):
+            seed = ckpt["seed"]
+        if seed is None:
+            seed = random.SystemRandom().randrange(2 ** 31)
+    resume, ckpt, seed = du.broadcast_object((resume, ckpt, seed))
+
+    seed_everything(seed)  # before building the model: the same initial weights whatever the process count
     model, ckpt = build_and_load(args, device, resume, ckpt)
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, args.lr)
-    start_epoch = 0
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    start_epoch, log_lines = 0, None
     if resume:
         start_epoch = int(ckpt.get("epoch", 0))
         if "optimizer" in ckpt:
-            optimizer.load_state_dict(ckpt["optimizer"])
+            try:
+                optimizer.load_state_dict(ckpt["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError):
+                raise UserError(f"--resume {resume} holds optimizer state that does not fit this model; resume "
+                                f"from the checkpoint.pth of this run, or start from its weights alone "
+                                f"(a model_N.pth file).") from None
         else:
             log(f"notice: {resume} holds no optimizer state (an original-release checkpoint?); Adam restarts.")
-        if "rng" in ckpt and world == 1:
-            torch.set_rng_state(ckpt["rng"])
+        if scaler.is_enabled() and "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        log_lines = ckpt.get("log")
         log(f"resumed from {resume} at epoch {start_epoch}")
-
     if world > 1:
-        ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
-        model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    crop = args.input_size
-    dataset = TrainDataset(train_samples, inform["mean"], crop, args.classes, args.ignore_label,
+    dataset = TrainDataset(train_samples, inform["mean"], args.input_size, args.classes, args.ignore_label,
                            scale=args.random_scale, mirror=args.random_mirror, seed=seed)
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     loader = loader_for(dataset, args.batch_size // world, args.num_workers, device, sampler=sampler, drop_last=True)
@@ -207,43 +291,58 @@ def _train(args, spec, device, gpu_ids, rank, world):
 
     params = count_parameters(model)
     log_path = os.path.join(run_dir, args.logFile)
+    ckpt_path = os.path.join(run_dir, "checkpoint.pth")
     if rank == 0:
+        if os.path.isdir(run_dir):
+            remove_stale_temp_files(run_dir)
+        if not resume and os.path.exists(ckpt_path):
+            log(f"notice: {run_dir} holds an earlier run; this new run overwrites it "
+                f"(--resume auto continues a run instead).")
+        if log_lines is None and resume:
+            log_lines = log_lines_up_to(log_path, start_epoch)
+        # The log is rewritten from what the checkpoint knew: rows of epochs trained after it was saved
+        # (by a run killed before its next save) are dropped, and come back when those epochs are redone.
+        log_lines = log_lines or log_header(params)
+        if resume:  # a new run's log (and folder) appear with its first complete epoch
+            write_log(log_path, log_lines)
         log(f"run folder {run_dir}; {params:,} parameters; seed {seed}; device {device}"
             f"{f' x {world} processes' if world > 1 else ''}; {len(dataset)} training images, "
             f"{per_iter} iterations per epoch")
-        if not (resume and os.path.exists(log_path)):
-            os.makedirs(run_dir, exist_ok=True)
-            with open(log_path, "w") as f:
-                f.write(f"Parameters: {params}\n")
-                f.write("Epoch\t\tLoss(Tr)\t\tmIOU (tr)\t\tmIOU (val)\t\tlr\n")
+    if start_epoch >= args.max_epochs:
+        log(f"nothing to train: the checkpoint has {start_epoch} epochs and --max_epochs is {args.max_epochs}.")
 
-    summary = {"run_dir": run_dir, "seed": seed, "epochs": start_epoch}
+    summary = {"run_dir": run_dir, "seed": seed, "epochs": start_epoch, "world_size": world}
     for epoch in range(start_epoch, args.max_epochs):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
+        seed_everything(epoch_seed(seed, epoch, rank))
         start = time.perf_counter()
-        loss, conf, lr = train_one_epoch(model, loader, criterion, optimizer, device, epoch, args,
-                                         epoch * per_iter, max_it, args.ignore_label)
+        loss, conf, lr = train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, args,
+                                         epoch * per_iter, max_it)
         train_miou = conf.compute()["mIoU"]
         val_miou = None
         if val_samples and (epoch % args.val_interval == 0 or epoch == args.max_epochs - 1):
+            du.broadcast_buffers(du.unwrap(model))
             val_miou = validate(du.unwrap(model), val_samples, inform["mean"], args, device, rank, world)["mIoU"]
         if rank == 0:
-            state = {"epoch": epoch + 1, "model": du.unwrap(model).state_dict(),
-                     "optimizer": optimizer.state_dict(), "iteration": (epoch + 1) * per_iter,
-                     "seed": seed, "args": vars(args), "rng": torch.get_rng_state()}
-            save_checkpoint(state, os.path.join(run_dir, "checkpoint.pth"))
-            if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy and format
-                save_checkpoint({"epoch": epoch + 1, "model": state["model"]},
-                                os.path.join(run_dir, f"model_{epoch + 1}.pth"))
             row = f"{epoch + 1}\t\t{loss:.4f}\t\t{train_miou:.4f}\t\t"
-            row += (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}\n"
-            with open(log_path, "a") as f:
-                f.write(row)
+            log_lines.append(row + (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}")
+            weights = du.unwrap(model).state_dict()  # no DDP `module.` prefix
+            # Order matters for a kill between two writes: model_N.pth before checkpoint.pth (a resume redoes
+            # epoch N and rewrites it), log.txt after (a resume rewrites it from the checkpoint's copy).
+            if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy and format
+                save_checkpoint({"epoch": epoch + 1, "model": weights}, os.path.join(run_dir, f"model_{epoch + 1}.pth"))
+            state = {"epoch": epoch + 1, "model": weights, "optimizer": optimizer.state_dict(),
+                     "iteration": (epoch + 1) * per_iter, "seed": seed, "args": vars(args), "log": log_lines}
+            if scaler.is_enabled():
+                state["scaler"] = scaler.state_dict()
+            save_checkpoint(state, ckpt_path)
+            write_log(log_path, log_lines)
             log(f"epoch {epoch + 1}/{args.max_epochs}: loss {loss:.4f}, train mIoU {train_miou:.4f}"
                 + (f", val mIoU {val_miou:.4f}" if val_miou is not None else "")
                 + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s")
         summary.update(epochs=epoch + 1, loss=loss, train_mIoU=train_miou)
         if val_miou is not None:
             summary["val_mIoU"] = val_miou
+    du.barrier()  # every process returns once rank 0 has saved
     return summary
