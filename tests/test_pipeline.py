@@ -248,3 +248,34 @@ def test_original_style_inform_pickle_loads_and_foreign_pickles_are_refused(tmp_
     with pytest.raises(UserError, match="19 classes but --classes is 11"):
         path = tmp_path / "ok3.pkl"
         get_inform(str(path), str(tmp_path), "none.txt", 11, 11)
+
+
+def eval_args(cs, out, ckpt, save, *extra):
+    return cityscapes_eval.get_args_parser().parse_args([
+        "--data_dir", cs, "--val_data_list", f"{cs}/cityscapes_val_list.txt", "--inform_data_file",
+        f"{out}/inform.pkl", "--resume", ckpt, "--save_seg_dir", str(save), *TINY, *extra])
+
+
+def test_fast_eval_path_equals_the_plain_loop(cs, trained, tmp_path):
+    out, summary = trained
+    ckpt = os.path.join(summary["run_dir"], "model_2.pth")
+    fast = cityscapes_eval.main(eval_args(cs, out, ckpt, tmp_path / "fast"))
+    plain = cityscapes_eval.main(eval_args(cs, out, ckpt, tmp_path / "plain", "--plain", "true"))
+    assert fast["mIoU"] == plain["mIoU"]
+    for name in os.listdir(tmp_path / "plain"):
+        if name.endswith(".png"):
+            assert np.array_equal(np.array(Image.open(tmp_path / "fast" / name)),
+                                  np.array(Image.open(tmp_path / "plain" / name))), name
+
+
+@pytest.mark.parametrize("extra", [["--multi_scale", "0.5,1.0,1.5", "--flip", "true"], ["--amp", "bf16"]])
+def test_multi_scale_flip_and_amp_evaluate_at_full_resolution(cs, trained, tmp_path, extra):
+    out, summary = trained
+    result = cityscapes_eval.main(eval_args(cs, out, os.path.join(summary["run_dir"], "model_2.pth"),
+                                            tmp_path / "v", "--panel", "true", "--overlay", "true", *extra))
+    assert 0 <= result["mIoU"] <= 1
+    name = sorted(n for n in os.listdir(tmp_path / "v") if n.endswith("_leftImg8bit.png"))[0]
+    assert np.array(Image.open(tmp_path / "v" / name)).shape == (48, 96)
+    stem = name[:-4]
+    assert Image.open(tmp_path / "v" / f"{stem}_panel.png").size == (3 * 96 + 2 * 4, 48)
+    assert Image.open(tmp_path / "v" / f"{stem}_overlay.png").size == (96, 48)

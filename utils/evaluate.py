@@ -11,7 +11,8 @@ from dataset.datasets import EvalDataset, read_list
 from dataset.inform import get_inform
 from utils.checkpoint import atomic_write
 from utils.cli import check_writable_dir, check_writable_file, select_device
-from utils.engine import build_and_load, loader_for, log, predict_batches
+from utils.engine import build_and_load, loader_for, log
+from utils.inference import keep_cpu_memory, predict_multiscale, prepare_model
 from utils.errors import UserError
 from utils.metric import ConfusionMatrix
 from utils.outputs import BackgroundWriter, save_json, save_png
@@ -35,6 +36,19 @@ def save_pictures(args, spec, sample, pred, gt):
                  panel(rgb, pred, spec.palette, gt, args.ignore_label))
 
 
+def predictor(args, model, device):
+    """The fast path by default: BN folded into the convs and channels-last (exact in fp32, see
+    benchmark.py); --compile and --amp on top. --plain is the original's eager fp32 forward."""
+    if args.plain:
+        model.eval()
+        return torch.no_grad()(model)
+    if device.type == "cpu":
+        keep_cpu_memory()
+    features = ["fold_bn", "channels_last"] + (["compile"] if args.compile else [])
+    features += [args.amp] if args.amp != "none" else []
+    return prepare_model(model, "+".join(features), device)
+
+
 def run_inference(args, spec, list_flag, with_label, write):
     """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None) queues its
     PNGs on the background writer. Returns (samples, confusion matrix or None)."""
@@ -49,18 +63,28 @@ def run_inference(args, spec, list_flag, with_label, write):
     inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
                         args.ignore_label, log)
     dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
-    loader = loader_for(dataset, args.batch_size, args.num_workers, device)
+    predict = predictor(args, model, device)
+    loader = loader_for(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device) if with_label else None
-    writer = BackgroundWriter()
+    writer = BackgroundWriter(0 if args.plain else 2)
     bar = Progress(len(samples), "evaluating" if with_label else "testing")
     done = 0
     try:
-        for pred, label, indices in predict_batches(model, loader, device):
+        for images, label, indices in loader:
+            if args.plain:  # the original's loop: logits to the host, argmax there
+                preds = predict(images.to(device)).cpu().numpy().argmax(1).astype(np.uint8)
+                pred = torch.from_numpy(preds).long().to(device)
+            elif args.multi_scale or args.flip:
+                pred = predict_multiscale(predict, images.to(device, non_blocking=True),
+                                          args.multi_scale or [1.0], args.flip, args.classes).argmax(1)
+            else:
+                pred = predict(images).argmax(1)
             if conf is not None:
-                conf.update(pred, label)
-            preds = pred.to(torch.uint8).cpu().numpy()
-            gts = label.to(torch.uint8).cpu().numpy() if with_label else [None] * len(preds)
+                conf.update(pred, label.to(pred.device, non_blocking=True))
+            if not args.plain:
+                preds = pred.to(torch.uint8).cpu().numpy()
+            gts = label.to(torch.uint8).numpy() if with_label else [None] * len(preds)
             for p, gt, i in zip(preds, gts, indices.tolist()):
                 write(writer, samples[i], p, gt)
                 if args.overlay or args.panel:

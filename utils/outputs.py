@@ -28,10 +28,12 @@ class BackgroundWriter:
     """PNG encoding in threads while the next image is computed (PIL's encoder releases the GIL)."""
 
     def __init__(self, workers=2):
-        self.pool = ThreadPoolExecutor(workers)
+        self.pool = ThreadPoolExecutor(workers) if workers else None  # 0: write synchronously
         self.pending = []
 
     def submit(self, fn, *args):
+        if self.pool is None:
+            return fn(*args)
         self.pending.append(self.pool.submit(fn, *args))
         if len(self.pending) > 64:  # bound memory; also surfaces write errors early
             self.pending.pop(0).result()
@@ -41,4 +43,5 @@ class BackgroundWriter:
             for f in self.pending:
                 f.result()
         finally:
-            self.pool.shutdown(wait=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)

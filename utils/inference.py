@@ -1,0 +1,207 @@
+"""Fast inference: BatchNorm folding, channels_last, torch.compile, autocast; multi-scale + flip testing.
+
+An eval loop prepares the model once and calls the predictor per image:
+
+    predict = prepare_model(model, "fold_bn+channels_last", device)
+    logits = predict(images)                     # (B, classes, H, W), float32
+    probs = predict_multiscale(predict, images, scales=(0.75, 1.0, 1.25), flip=True, classes=19)
+
+A mode is a preset name from MODES or features joined by '+', from FEATURES.
+"""
+import copy
+import ctypes
+import ctypes.util
+import sys
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURES = ("fold_bn", "channels_last", "compile", "bf16", "fp16")
+
+# Presets. Exact modes stay in float32 and change only the rounding; bf16/fp16 trade accuracy for speed.
+MODES = {
+    "eager": (),                                           # what the original ran: fp32, NCHW
+    "channels_last": ("channels_last",),
+    "fold_bn": ("fold_bn",),
+    "exact": ("fold_bn", "channels_last"),                 # the fastest exact eager variant
+    "compile": ("fold_bn", "channels_last", "compile"),    # torch.compile on top of `exact`
+    "bf16": ("fold_bn", "channels_last", "bf16"),
+    "fp16": ("fold_bn", "channels_last", "fp16"),
+    "fast": ("fold_bn", "channels_last", "compile", "bf16"),
+}
+EXACT_DEFAULT = "exact"
+
+
+def parse_mode(mode):
+    """The feature set of a preset name or a '+'-joined feature list; ValueError names the choices."""
+    if mode in MODES:
+        return frozenset(MODES[mode])
+    feats = [f for f in mode.split("+") if f]
+    bad = [f for f in feats if f not in FEATURES]
+    if not feats or bad:
+        raise ValueError(f"unknown inference mode {mode!r}; choose a preset ({', '.join(MODES)}) "
+                         f"or features joined by '+' ({', '.join(FEATURES)})")
+    if "bf16" in feats and "fp16" in feats:
+        raise ValueError(f"inference mode {mode!r} asks for both bf16 and fp16; choose one")
+    return frozenset(feats)
+
+
+def is_exact(mode):
+    return not parse_mode(mode) & {"bf16", "fp16"}
+
+
+@torch.no_grad()
+def _fold_into_conv(conv, weight, bias, mean, var, eps):
+    """conv followed by the affine BN(weight, bias, mean, var) becomes one conv; computed in float64."""
+    scale = weight.double() / torch.sqrt(var.double() + eps)
+    b = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    dtype = conv.weight.dtype
+    conv.weight = nn.Parameter((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype), requires_grad=False)
+    conv.bias = nn.Parameter(((b - mean.double()) * scale + bias.double()).to(dtype), requires_grad=False)
+
+
+def _bn_params(bn, channels=slice(None)):
+    weight = bn.weight if bn.affine else torch.ones_like(bn.running_var)
+    bias = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+    return weight[channels], bias[channels], bn.running_mean[channels], bn.running_var[channels], bn.eps
+
+
+def _foldable(conv, bn):
+    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+            and bn.track_running_stats and bn.running_mean is not None
+            and conv.out_channels == bn.num_features)
+
+
+def _joint_bn(module):
+    """In a CG block the BN after cat([F_loc(x), F_sur(x)]) acts per channel, so each half folds into its conv."""
+    loc, sur = getattr(module, "F_loc", None), getattr(module, "F_sur", None)
+    if not (isinstance(getattr(loc, "conv", None), nn.Conv2d) and isinstance(getattr(sur, "conv", None), nn.Conv2d)):
+        return None, None
+    for owner in (module, getattr(module, "bn_prelu", None)):
+        bn = getattr(owner, "bn", None)
+        if isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and \
+                bn.num_features == loc.conv.out_channels + sur.conv.out_channels:
+            return owner, bn
+    return None, None
+
+
+def fold_bn(model):
+    """An eval-mode copy of `model` with BatchNorm2d layers folded into the convolutions before them.
+
+    Folded: modules with `conv` (Conv2d) and `bn` (BatchNorm2d) attributes, applied as bn(conv(x))
+    (ConvBNPReLU); adjacent Conv2d, BatchNorm2d pairs in an nn.Sequential; and CGNet's joint BN
+    after cat([F_loc(x), F_sur(x)]), whose channel halves fold into the two depthwise convs.
+    The BNs after the other concatenations (b1, bn_prelu_2, bn_prelu_3) stay: what precedes them
+    is a PReLU, a pooling or a residual sum, not a conv. Folded BNs become nn.Identity; the
+    state_dict changes (convs gain a bias), so load checkpoints before folding.
+    """
+    model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):
+        if _foldable(getattr(module, "conv", None), getattr(module, "bn", None)):
+            _fold_into_conv(module.conv, *_bn_params(module.bn))
+            module.bn = nn.Identity()
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                if _foldable(module._modules[a], module._modules[b]):
+                    _fold_into_conv(module._modules[a], *_bn_params(module._modules[b]))
+                    module._modules[b] = nn.Identity()
+        owner, bn = _joint_bn(module)
+        if owner is not None:
+            n = module.F_loc.conv.out_channels
+            _fold_into_conv(module.F_loc.conv, *_bn_params(bn, slice(0, n)))
+            _fold_into_conv(module.F_sur.conv, *_bn_params(bn, slice(n, None)))
+            owner.bn = nn.Identity()
+    return model
+
+
+class Predictor:
+    """predict(images) -> float32 logits (B, classes, H, W); images may sit on any device."""
+
+    def __init__(self, model, mode="eager", device="cpu", compile_options=None):
+        self.mode = mode
+        self.features = parse_mode(mode)
+        self.device = torch.device(device)
+        model = fold_bn(model) if "fold_bn" in self.features else copy.deepcopy(model).eval()
+        model = model.to(self.device)
+        self.memory_format = torch.channels_last if "channels_last" in self.features else torch.contiguous_format
+        model = model.to(memory_format=self.memory_format)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+        self.dtype = torch.bfloat16 if "bf16" in self.features else torch.float16 if "fp16" in self.features else None
+        self.forward = model
+        if "compile" in self.features:
+            self.forward = torch.compile(model, dynamic=False, options=compile_options)
+
+    def _autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def __call__(self, images):
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            out = self.forward(images)
+        return out.float()
+
+
+def prepare_model(model, mode="eager", device="cpu", compile_options=None):
+    """A Predictor: the model copied to `device` and prepared for inference in `mode` (see MODES).
+
+    compile_options go to torch.compile(options=...) (inductor settings, e.g. {"freezing": True}).
+    """
+    return Predictor(model, mode, device, compile_options)
+
+
+def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=None):
+    """Average of softmax probabilities over scales (and horizontal flips), at the input's H, W.
+
+    For each scale the batch is resized (bilinear, align_corners=False), predicted, and with
+    flip=True also predicted mirrored and mirrored back; the probabilities of each pass are
+    resized to (H, W) and all passes are averaged. Returns (B, classes, H, W) float32.
+    """
+    if not scales:
+        raise ValueError("predict_multiscale needs at least one scale")
+    h, w = image.shape[-2:]
+    total, passes = None, 0
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        x = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        views = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
+        for view, flipped in views:
+            prob = torch.softmax(predict_fn(view).float(), dim=1)
+            if flipped:
+                prob = prob.flip(-1)
+            if prob.shape[-2:] != (h, w):
+                prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
+            total = prob if total is None else total + prob
+            passes += 1
+    if classes is not None and total.shape[1] != classes:
+        raise ValueError(f"the model predicts {total.shape[1]} classes, expected {classes}")
+    return total / passes
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_cpu_memory():
+    """Make glibc malloc keep freed memory instead of returning it to the kernel (process-wide).
+
+    By default glibc serves large blocks (CGNet's activations at 1024x2048 are 24-150 MB) with
+    fresh mmap()s, and every page of each one faults on first touch; on some machines that costs
+    more than the computation. Returns False where libc is not glibc. Memory is not given back
+    until the process ends; the same effect without code: MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=<big> in the environment, or LD_PRELOAD of jemalloc / tcmalloc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
