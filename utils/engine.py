@@ -19,7 +19,6 @@ from utils import dist as du
 from utils.checkpoint import atomic_write, load_weights, read_checkpoint, save_checkpoint
 from utils.cli import check_writable_dir, select_device
 from utils.errors import UserError
-from utils.inference import keep_cpu_memory
 from utils.metric import ConfusionMatrix
 from utils.optim import build_optimizer, poly_lr, set_lr
 from utils.progress import Progress
@@ -219,8 +218,6 @@ def _train(args, spec, device, rank, world):
         check_writable_dir(run_dir, "--savedir")
     if args.channels_last is None:  # measured on a CPU: +9 % at 680x680 in fp32, slower combined with bf16
         args.channels_last = device.type == "cpu" and args.amp == "none"
-    if device.type == "cpu":
-        keep_cpu_memory()  # large activations otherwise pay page faults on every fresh allocation
     if device.type == "cpu" and args.amp == "fp16":
         log("notice: --amp fp16 is several times slower than fp32 on most CPUs (they lack fp16 arithmetic); "
             "bf16 or none train faster there.")

@@ -43,6 +43,8 @@ def predictor(args, model, device):
         model.eval()
         return torch.no_grad()(model)
     if device.type == "cpu":
+        # Reuse freed blocks instead of faulting in fresh pages per 1024x2048 activation. Not done in
+        # training: its loader workers are forked every epoch, and copy-on-write of a kept heap costs more.
         keep_cpu_memory()
     features = ["fold_bn", "channels_last"] + (["compile"] if args.compile else [])
     features += [args.amp] if args.amp != "none" else []
