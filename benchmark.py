@@ -1,0 +1,446 @@
+"""Parameters, FLOPs, latency, throughput and peak memory of CGNet in each inference mode.
+
+    python benchmark.py --all                              # every mode at 1x3x1024x2048
+    python benchmark.py --mode exact compile --json bench.json
+    python benchmark.py --device cuda --all --input_size 1024,2048
+    python benchmark.py --all --checkpoint checkpoint/cityscapes/model_cityscapes_train_on_trainset.pth \
+        --image data/cityscapes/leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png
+    python benchmark.py --all --keep_cpu_memory          # glibc keeps freed memory: no page faults
+    python benchmark.py --all --clock cpu --threads 1    # on a CPU shared with other jobs
+
+Modes run in rounds (every mode once per round, in a shuffled order), so a load that comes and goes
+falls on all of them alike; the speed-up is the median over rounds of eager's time / the mode's time.
+With random weights the argmax agreement says little (such a network flips pixels when only its
+input is rounded to bf16, and the output says how many): give trained weights and a real image.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import threading
+import time
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dataset.datasets import load_image, normalize, to_tensor
+from model import MODELS, build_model, count_parameters
+from utils.checkpoint import atomic_write, load_weights
+from utils.errors import UserError, run_cli
+from utils.inference import MODES, is_exact, keep_cpu_memory, parse_mode, prepare_model
+
+NOTE = ("Latency is wall-clock per forward pass (input to logits at the input's size, no argmax); on CUDA "
+        "every timed call ends with torch.cuda.synchronize(): without it a timing measures only kernel "
+        "launches (the original README's 20 ms per 1024x2048 image, against 56.8 ms synchronised).")
+FLOPS_NOTE = ("FLOPs as torch.utils.flop_counter.FlopCounterMode counts them: convolutions and linear layers "
+              "only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BN, PReLU, pooling and the upsampling "
+              "are not counted.")
+PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
+CITYSCAPES_MEAN_BGR = (73.15835921, 82.90891754, 72.39239876)
+
+
+def input_size(text):
+    try:
+        h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W (two integers, e.g. 1024,2048)") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"input size {text!r} must be positive")
+    return h, w
+
+
+def positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
+def non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def mode_name(text):
+    try:
+        parse_mode(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description="Benchmark CGNet inference modes (see utils/inference.py).")
+    parser.add_argument("--model", choices=MODELS, default="CGNet")
+    parser.add_argument("--input_size", type=input_size, default=(1024, 2048), help="H,W (default 1024,2048)")
+    parser.add_argument("--batch_size", type=positive, default=1)
+    parser.add_argument("--classes", type=positive, default=19)
+    parser.add_argument("--M", type=positive, default=3)
+    parser.add_argument("--N", type=positive, default=21)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--mode", type=mode_name, nargs="+", default=None,
+                       help=f"presets ({', '.join(MODES)}) or features joined by '+'; eager is always run "
+                            "as the baseline (default: eager and exact)")
+    which.add_argument("--all", action="store_true",
+                       help="every preset (fp16 is left out on the CPU, where it is emulated and very slow)")
+    parser.add_argument("--warmup", type=non_negative, default=None,
+                        help="untimed calls per mode after the first (compiling) one (default: cpu 1, cuda 10)")
+    parser.add_argument("--runs", type=positive, default=None, help="timed rounds (default: cpu 5, cuda 50)")
+    parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: latency; cpu: this process's CPU time per call (user + sys, all threads), "
+                             "which other processes on a shared machine hardly change; with --threads 1 it "
+                             "is the latency of an idle machine")
+    parser.add_argument("--keep_cpu_memory", action="store_true",
+                        help="keep freed memory in the process (glibc mallopt): no page faults on fresh "
+                             "activations; see utils.inference.keep_cpu_memory")
+    parser.add_argument("--checkpoint", default="", help="weights to load (default: random initialisation)")
+    parser.add_argument("--image", default="",
+                        help="measure on this image (resized to --input_size, Cityscapes mean subtracted) instead "
+                             "of a smooth random one; with trained weights the argmax agreement means something")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="", help="write every figure to this JSON file")
+    return parser
+
+
+def smooth_image(batch, h, w, seed):
+    """A fixed smooth random image in the range of mean-subtracted pixels: regions, not per-pixel noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, max(2, h // 32), max(2, w // 32), generator=g) * 200 - 100
+    return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+
+
+@torch.no_grad()
+def calibrate_bn(model, images):
+    """Set every BN's running statistics to those of `images`, as training would have.
+
+    With random weights and the default statistics (mean 0, variance 1) activations grow from block to
+    block and the logits are so ill-conditioned that bf16 rounding flips the argmax of most pixels;
+    a trained network is normalised, and this makes a random one normalised too.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: one pass gives the statistics of this batch
+    model.train()
+    model(images)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    return model.eval()
+
+
+def real_image(path, batch, h, w):
+    image = cv2.resize(load_image(path), (w, h), interpolation=cv2.INTER_LINEAR)
+    return to_tensor(normalize(image, np.asarray(CITYSCAPES_MEAN_BGR, np.float32))).expand(batch, 3, h, w)
+
+
+def count_gflops(model, h, w):
+    """GFLOPs of one forward at 1x3xHxW, counted on the meta device (nothing is computed)."""
+    import copy
+    meta = copy.deepcopy(model).to("meta").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.empty(1, 3, h, w, device="meta"))
+    return counter.get_total_flops() / 1e9
+
+
+class MemoryPeak:
+    """Peak memory of the calls made inside `with`, above what was in use when it began.
+
+    CUDA: torch.cuda.max_memory_allocated. CPU: bytes malloc'ed and not yet freed (glibc
+    mallinfo2, which also sees oneDNN's and compiled kernels' buffers), sampled every millisecond
+    by a thread; elsewhere the resident set size, sampled the same way.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.kind, self._read = self._reader(device)
+        self.peak_mb = None
+
+    @staticmethod
+    def _reader(device):
+        if device.type == "cuda":
+            return "cuda max_memory_allocated", torch.cuda.memory_allocated
+        try:
+            import ctypes
+
+            class MallInfo2(ctypes.Structure):
+                _fields_ = [(n, ctypes.c_size_t) for n in
+                            ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                             "uordblks", "fordblks", "keepcost")]
+
+            mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+            mallinfo2.restype = MallInfo2
+
+            def malloced():
+                info = mallinfo2()
+                return info.uordblks + info.hblkhd
+            return "cpu malloc in use (glibc mallinfo2, sampled)", malloced
+        except (OSError, AttributeError):
+            pass
+        if os.path.exists("/proc/self/statm"):
+            page = os.sysconf("SC_PAGE_SIZE")
+
+            def rss():
+                with open("/proc/self/statm") as f:
+                    return int(f.read().split()[1]) * page
+            return "cpu resident set size (sampled)", rss
+        return "unavailable", None
+
+    def __enter__(self):
+        if self._read is None:
+            return self
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        self._base = self._peak = self._read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self._peak = max(self._peak, self._read())
+
+    def __exit__(self, *exc):
+        if self._read is None:
+            return False
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, self._read())
+        self.peak_mb = (peak - self._base) / 2 ** 20
+        return False
+
+
+def machine_info(device, args):
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
+        "keep_cpu_memory": args.keep_cpu_memory,
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_start"] = os.getloadavg()[0]
+    return info
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(predict, x, device, clock=time.perf_counter):
+    sync(device)
+    start = clock()
+    out = predict(x)
+    sync(device)
+    return clock() - start, out
+
+
+def percentile(values, q):
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def select_modes(args, device):
+    if args.all:
+        modes = [m for m in MODES if not (device.type == "cpu" and m == "fp16")]
+    else:
+        modes = args.mode or ["eager", "exact"]
+    modes = ["eager"] + [m for m in dict.fromkeys(modes) if m != "eager"]
+    return modes
+
+
+def main(args):
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu.")
+    if device.type == "cuda" and args.clock == "cpu":
+        raise UserError("--clock cpu measures CPU work, not GPU kernels: use --clock wall with --device cuda.")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.json:
+        check_writable(args.json)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kept = keep_cpu_memory() if args.keep_cpu_memory else False
+    if args.keep_cpu_memory and not kept:
+        print("note: --keep_cpu_memory needs glibc; running with the default allocator.")
+    warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
+    runs = args.runs if args.runs is not None else (50 if device.type == "cuda" else 5)
+    h, w = args.input_size
+    if args.image:
+        if not os.path.isfile(args.image):
+            raise UserError(f"--image {args.image} not found; give an image file or leave --image out.")
+        x = real_image(args.image, args.batch_size, h, w).contiguous()
+    else:
+        x = smooth_image(args.batch_size, h, w, args.seed)
+    torch.manual_seed(args.seed)
+    try:
+        model = build_model(args.model, args.classes, args.M, args.N)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.checkpoint:
+        load_weights(model, args.checkpoint, flag="--checkpoint")
+    else:
+        calibrate_bn(model, smooth_image(2, min(h, 256), min(w, 512), args.seed + 1))
+    model.eval()
+
+    modes = select_modes(args, device)
+    info = machine_info(device, args)
+    summary = {
+        "model": args.model, "M": args.M, "N": args.N, "classes": args.classes,
+        "input_size": [args.batch_size, 3, h, w],
+        "input": args.image or "smooth random image (seeded), mean-subtracted range",
+        "weights": args.checkpoint or f"random initialisation (seed {args.seed}), BN statistics from smooth images",
+        "parameters": count_parameters(model),
+        "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE), "paper_size": [3, *PAPER_FLOPS_SIZE],
+        "gflops_input_size": count_gflops(model, h, w) * args.batch_size,
+        "flops_counting": FLOPS_NOTE, "warmup": warmup, "runs": runs, "clock": args.clock,
+        "memory_kind": MemoryPeak(device).kind,
+    }
+
+    print(NOTE)
+    print(f"{args.model} M={args.M} N={args.N}, {args.classes} classes: {summary['parameters']:,} parameters; "
+          f"{summary['gflops_paper_size']:.2f} GFLOPs at 3x{PAPER_FLOPS_SIZE[1]}x{PAPER_FLOPS_SIZE[0]} "
+          f"(paper: 6.0), {summary['gflops_input_size']:.2f} GFLOPs at {args.batch_size}x3x{h}x{w}")
+    print(FLOPS_NOTE)
+    print(f"device: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads, "
+          f"malloc {'kept' if kept else 'default'}; input: {summary['input']}; weights: {summary['weights']}")
+
+    results, predictors, outputs = {}, {}, {}
+    for mode in modes:
+        row = {"mode": mode, "features": sorted(parse_mode(mode)), "exact": is_exact(mode)}
+        results[mode] = row
+        try:
+            predict = prepare_model(model, mode, device)
+            first, out = timed(predict, x, device)
+            row["first_call_s"] = first
+            for _ in range(warmup):
+                predict(x)
+            with MemoryPeak(device) as mem:
+                predict(x)
+            row["peak_memory_mb"] = mem.peak_mb
+        except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...) is reported
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if mode == "eager":
+                raise
+            continue
+        predictors[mode], outputs[mode] = predict, out.cpu()
+        row["times_s"] = []
+
+    for _ in range(runs):
+        order = list(predictors)
+        random.shuffle(order)
+        for mode in order:
+            results[mode]["times_s"].append(timed(predictors[mode], x, device, clock)[0])
+
+    # How chaotic the network is: rounding only the input to bf16 (a change far below one grey level)
+    # already moves this many argmaxes. bf16 modes cannot be judged more finely than this on these weights.
+    summary["argmax_agreement_bf16_rounded_input"] = (
+        predictors["eager"](x.bfloat16().float()).cpu().argmax(1) == outputs["eager"].argmax(1)).double().mean().item()
+
+    base_times = results["eager"]["times_s"]
+    ref = outputs["eager"]
+    ref_pred, scale = ref.argmax(1), ref.abs().max().clamp_min(1e-12)
+    for mode, row in results.items():
+        if "error" in row:
+            continue
+        t = row["times_s"]
+        row.update({
+            "median_ms": statistics.median(t) * 1e3, "p10_ms": percentile(t, 0.1) * 1e3,
+            "p90_ms": percentile(t, 0.9) * 1e3, "min_ms": min(t) * 1e3, "max_ms": max(t) * 1e3,
+            "fps": args.batch_size / statistics.median(t) if args.clock == "wall" else None,
+            "speedup_vs_eager": statistics.median(b / m for b, m in zip(base_times, t)),
+            "speedup_vs_eager_min": min(base_times) / min(t),
+            "argmax_agreement": (outputs[mode].argmax(1) == ref_pred).double().mean().item(),
+            "max_abs_diff": (outputs[mode] - ref).abs().max().item(),
+            "max_rel_diff": ((outputs[mode] - ref).abs().max() / scale).item(),
+        })
+    if hasattr(os, "getloadavg"):
+        info["load_average_end"] = os.getloadavg()[0]
+
+    print_table(results, summary["memory_kind"], args.clock)
+    print(f"sensitivity of these weights: eager on the input rounded to bf16 agrees with eager on "
+          f"{100 * summary['argmax_agreement_bf16_rounded_input']:.3f}% of pixels.")
+    if "load_average_start" in info:
+        print(f"load average (1 min) at the start {info['load_average_start']:.2f}, at the end "
+              f"{info['load_average_end']:.2f}, on {info['cpu_count']} CPUs: other processes slow some rounds.")
+    if args.json:
+        report = {"summary": summary, "machine": info, "note": NOTE, "modes": list(results.values())}
+        try:
+            atomic_write(args.json, lambda tmp: _write_json(report, tmp))
+        except OSError as e:
+            raise UserError(f"cannot write --json {args.json}: {e.strerror}; choose a writable path.") from None
+        print(f"wrote {args.json}")
+    return results
+
+
+def check_writable(path):
+    """Refuse an unwritable --json before minutes of measuring, not after."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write --json {path}: {e.strerror}; choose a writable path.") from None
+    if not os.access(folder, os.W_OK) or os.path.isdir(path):
+        raise UserError(f"cannot write --json {path}: not a writable file path; choose another.")
+
+
+def _write_json(report, path):
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def print_table(results, memory_kind, clock="wall"):
+    head = (f"{'mode':<14}{'exact':>6}{'median ms':>11}{'p10-p90 ms':>17}{'min-max ms':>17}{'fps':>8}"
+            f"{'speed-up med/min':>18}{'argmax agree':>14}{'max rel diff':>14}{'peak MB':>9}{'1st call s':>11}")
+    print(head)
+    print("-" * len(head))
+    for row in results.values():
+        exact = "yes" if row["exact"] else "no"
+        if "error" in row:
+            print(f"{row['mode']:<14}{exact:>6}  failed: {row['error']}")
+            continue
+        spread = f"{row['p10_ms']:.1f}-{row['p90_ms']:.1f}", f"{row['min_ms']:.1f}-{row['max_ms']:.1f}"
+        speedup = f"{row['speedup_vs_eager']:.2f}x/{row['speedup_vs_eager_min']:.2f}x"
+        agree = "baseline" if row["mode"] == "eager" else f"{100 * row['argmax_agreement']:.3f}%"
+        fps = f"{row['fps']:.2f}" if row["fps"] is not None else "-"
+        print(f"{row['mode']:<14}{exact:>6}{row['median_ms']:>11.1f}{spread[0]:>17}{spread[1]:>17}{fps:>8}"
+              f"{speedup:>18}{agree:>14}{row['max_rel_diff']:>14.1e}{row['peak_memory_mb']:>9.0f}"
+              f"{row['first_call_s']:>11.1f}")
+    if clock == "cpu":
+        print("times are this process's CPU time per call (all threads), not latency.")
+    print("speed-up: median over rounds of eager's time / the mode's, and eager's fastest / the mode's fastest; "
+          "argmax agreement and max |diff| / max |logit|: against eager on the same input; "
+          f"peak MB: {memory_kind}, above the level before the call.")
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

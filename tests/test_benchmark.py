@@ -1,0 +1,103 @@
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import benchmark
+from utils.errors import UserError
+
+MODE_FIELDS = {"mode", "features", "exact", "first_call_s", "peak_memory_mb", "times_s", "median_ms",
+               "p10_ms", "p90_ms", "min_ms", "max_ms", "fps", "speedup_vs_eager", "speedup_vs_eager_min",
+               "argmax_agreement", "max_abs_diff", "max_rel_diff"}
+SUMMARY_FIELDS = {"model", "M", "N", "classes", "input_size", "input", "weights", "parameters",
+                  "gflops_paper_size", "paper_size", "gflops_input_size", "flops_counting", "warmup", "runs", "clock",
+                  "memory_kind", "argmax_agreement_bf16_rounded_input"}
+MACHINE_FIELDS = {"cpu", "cpu_count", "torch", "threads", "device", "device_name", "keep_cpu_memory"}
+
+
+def run(argv):
+    parser = benchmark.get_args_parser()
+    return benchmark.main(parser.parse_args(argv))
+
+
+def test_json_has_every_field(tmp_path, capsys):
+    out = tmp_path / "sub" / "bench.json"
+    run(["--device", "cpu", "--input_size", "33,47", "--M", "1", "--N", "1", "--classes", "4",
+         "--mode", "exact", "bf16", "--warmup", "0", "--runs", "2", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert SUMMARY_FIELDS <= set(report["summary"])
+    assert MACHINE_FIELDS <= set(report["machine"])
+    assert [m["mode"] for m in report["modes"]] == ["eager", "exact", "bf16"]
+    for row in report["modes"]:
+        assert MODE_FIELDS <= set(row), MODE_FIELDS - set(row)
+        assert len(row["times_s"]) == 2 and row["median_ms"] > 0
+    exact = report["modes"][1]
+    assert exact["exact"] and exact["argmax_agreement"] > 0.999 and exact["max_rel_diff"] < 1e-4
+    assert report["summary"]["input_size"] == [1, 3, 33, 47]
+    printed = capsys.readouterr().out
+    assert "synchronize" in printed and "speed-up" in printed
+
+
+def test_cpu_clock(tmp_path):
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        run(["--device", "cpu", "--input_size", "16,24", "--M", "1", "--N", "1", "--mode", "channels_last",
+             "--warmup", "0", "--runs", "1", "--clock", "cpu", "--threads", "1", "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(out.read_text())
+    assert report["summary"]["clock"] == "cpu" and report["machine"]["threads"] == 1
+    assert all(row["fps"] is None and row["median_ms"] > 0 for row in report["modes"])
+
+
+def test_real_image_input(tmp_path):
+    import cv2
+    import numpy as np
+    path = tmp_path / "street.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    results = run(["--device", "cpu", "--input_size", "24,40", "--M", "1", "--N", "1", "--mode", "fold_bn",
+                   "--warmup", "0", "--runs", "1", "--image", str(path)])
+    assert results["fold_bn"]["argmax_agreement"] > 0.999
+    with pytest.raises(UserError, match="--image"):
+        run(["--device", "cpu", "--image", str(tmp_path / "missing.png")])
+
+
+def test_all_leaves_out_fp16_on_cpu():
+    args = benchmark.get_args_parser().parse_args(["--all", "--device", "cpu"])
+    modes = benchmark.select_modes(args, torch.device("cpu"))
+    assert modes[0] == "eager" and "fp16" not in modes and "compile" in modes
+
+
+def test_flops_count_two_per_multiply_add():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert benchmark.count_gflops(conv, 4, 5) == pytest.approx(2 * 8 * 3 * 9 * 20 / 1e9)
+
+
+def test_cgnet_flops_at_the_paper_size():
+    from model import build_model
+    # the paper's 6.0 G at 3x640x360 is this count (2 FLOPs per multiply-add)
+    assert benchmark.count_gflops(build_model("CGNet", 19), 360, 640) == pytest.approx(5.94, abs=0.01)
+
+
+@pytest.mark.parametrize("argv", [["--input_size", "1024"], ["--input_size", "0,5"], ["--mode", "warp"],
+                                  ["--runs", "0"], ["--warmup", "-1"], ["--all", "--mode", "exact"],
+                                  ["--device", "tpu"]])
+def test_nonsense_arguments_are_refused(argv):
+    with pytest.raises(SystemExit):
+        benchmark.get_args_parser().parse_args(argv)
+
+
+def test_unwritable_json_is_refused_before_measuring(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(benchmark, "prepare_model", None)  # measuring would fail differently
+    with pytest.raises(UserError, match="--json"):
+        run(["--device", "cpu", "--json", str(blocker / "x.json")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_a_user_error():
+    with pytest.raises(UserError, match="--device cpu"):
+        run(["--device", "cuda", "--input_size", "16,16"])

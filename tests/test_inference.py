@@ -1,0 +1,156 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import CGNet
+from utils.inference import MODES, fold_bn, is_exact, parse_mode, predict_multiscale, prepare_model
+
+
+def randomize_bn(model, seed=0):
+    """Non-trivial running stats and affine parameters, so that folding has something to fold."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model.eval()
+
+
+def cgnet(classes=5, M=2, N=3):
+    torch.manual_seed(0)
+    return randomize_bn(CGNet.Context_Guided_Network(classes, M=M, N=N))
+
+
+def assert_close_logits(out, ref):
+    # float32 rounding relative to the largest logit (random weights give logits in the thousands)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    scale = ref.abs().max()
+    assert (out - ref).abs().max() <= 1e-4 * scale
+    assert (out.argmax(1) == ref.argmax(1)).double().mean() > 0.999
+
+
+@pytest.mark.parametrize("size", [(64, 96), (37, 53)])
+def test_fold_bn_equals_the_eval_model(size):
+    model = cgnet()
+    x = torch.randn(2, 3, *size) * 50
+    with torch.no_grad():
+        ref = model(x)
+        out = fold_bn(model)(x)
+    assert_close_logits(out, ref)
+
+
+def test_fold_bn_folds_conv_and_joint_bns_and_copies():
+    model = cgnet(M=2, N=3)
+    folded = fold_bn(model)
+    remaining = [n for n, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    # only the BNs after concatenations that do not end in convs are left
+    assert remaining == ["b1.bn", "bn_prelu_2.bn", "bn_prelu_3.bn"]
+    assert folded.level1_0.conv.bias is not None and folded.level3[0].F_sur.conv.bias is not None
+    assert isinstance(model.level1_0.bn, nn.BatchNorm2d) and model.level1_0.conv.bias is None
+
+
+def test_fold_bn_sequential_pairs_and_non_affine_bn():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4, affine=False))
+    randomize_bn(net)
+    x = torch.randn(1, 3, 9, 11)
+    folded = fold_bn(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+EAGER_MODES = [m for m in MODES if "compile" not in parse_mode(m)]
+
+
+@pytest.mark.parametrize("mode", EAGER_MODES + ["fold_bn+bf16", "channels_last+fold_bn"])
+def test_every_eager_mode_runs_and_exact_modes_match(mode):
+    model = cgnet()
+    x = torch.randn(1, 3, 40, 56) * 50  # small: fp16 on a CPU without native fp16 is emulated and slow
+    with torch.no_grad():
+        ref = model(x)
+    out = prepare_model(model, mode, "cpu")(x)
+    assert out.shape == ref.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
+    if is_exact(mode):
+        assert_close_logits(out, ref)
+    else:
+        assert (out - ref).abs().max() <= 0.1 * ref.abs().max()
+
+
+def test_compile_mode_matches_eager():
+    # torch.compile takes a while on a small CPU: the smallest network and input
+    model = cgnet(classes=3, M=1, N=1)
+    x = torch.randn(1, 3, 32, 48) * 50
+    with torch.no_grad():
+        ref = model(x)
+    assert_close_logits(prepare_model(model, "compile", "cpu")(x), ref)
+
+
+def test_prepare_model_leaves_the_model_alone():
+    model = cgnet()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prepare_model(model, "exact", "cpu")(torch.randn(1, 3, 32, 32))
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("mode", ["nonsense", "fold_bn+nope", "", "bf16+fp16"])
+def test_bad_modes_are_refused(mode):
+    with pytest.raises(ValueError):
+        parse_mode(mode)
+
+
+def test_mode_presets_and_feature_lists():
+    assert parse_mode("exact") == parse_mode("channels_last+fold_bn")
+    assert is_exact("compile") and not is_exact("bf16") and not is_exact("fast")
+
+
+def hand_multiscale(net, x, scales, flip):
+    h, w = x.shape[-2:]
+    probs = []
+    for s in scales:
+        xs = F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", align_corners=False)
+        for flipped in ([False, True] if flip else [False]):
+            inp = xs.flip(3) if flipped else xs
+            p = torch.softmax(net(inp), 1)
+            p = p.flip(3) if flipped else p
+            probs.append(F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False))
+    return sum(probs) / len(probs)
+
+
+def test_multiscale_flip_equals_hand_computed_average():
+    torch.manual_seed(0)
+    # an asymmetric kernel, so that the flip really changes the prediction
+    net = nn.Conv2d(3, 4, 3, padding=1).eval()
+    x = torch.randn(2, 3, 10, 14)
+    with torch.no_grad():
+        expected = hand_multiscale(net, x, (0.5, 1.0, 1.5), flip=True)
+        got = predict_multiscale(net, x, scales=(0.5, 1.0, 1.5), flip=True, classes=4)
+        single = predict_multiscale(net, x, classes=4)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(single, torch.softmax(net(x), 1))
+        assert not torch.allclose(got, single)
+
+
+def test_multiscale_with_cgnet_keeps_the_input_size():
+    predict = prepare_model(cgnet(classes=5, M=1, N=1), "exact", "cpu")
+    x = torch.randn(1, 3, 37, 53) * 50
+    probs = predict_multiscale(predict, x, scales=(0.75, 1.25), flip=True, classes=5)
+    assert probs.shape == (1, 5, 37, 53)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 37, 53))
+
+
+def test_multiscale_checks_classes_and_scales():
+    net = nn.Conv2d(3, 4, 1)
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError):
+        predict_multiscale(net, x, scales=(1.0,), classes=5)
+    with pytest.raises(ValueError):
+        predict_multiscale(net, x, scales=())
