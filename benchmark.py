@@ -88,6 +88,9 @@ def get_args_parser():
     which.add_argument("--mode", type=mode_name, nargs="+", default=None,
                        help=f"presets ({', '.join(MODES)}) or features joined by '+'; eager is always run "
                             "as the baseline (default: eager and exact)")
+    which.add_argument("--compare", action="store_true",
+                       help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
+                            "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
     which.add_argument("--all", action="store_true",
                        help="every preset (fp16 is left out on the CPU, where it is emulated and very slow)")
     parser.add_argument("--warmup", type=non_negative, default=None,
@@ -301,6 +304,8 @@ def main(args):
         x = real_image(args.image, args.batch_size, h, w).contiguous()
     else:
         x = smooth_image(args.batch_size, h, w, args.seed)
+    if args.compare:
+        return compare(args, device, x, clock, warmup, runs)
     torch.manual_seed(args.seed)
     try:
         model = build_model(args.model, args.classes, args.M, args.N)
@@ -400,6 +405,46 @@ def main(args):
             raise UserError(f"cannot write --json {args.json}: {e.strerror}; choose a writable path.") from None
         print(f"wrote {args.json}")
     return results
+
+
+def compare(args, device, x, clock, warmup, runs):
+    """Every network of --model in eager fp32 on the same input, timed in interleaved rounds."""
+    info = machine_info(device, args)
+    rows, predictors = {}, {}
+    for name in MODELS:
+        torch.manual_seed(args.seed)
+        model = build_model(name, args.classes, args.M, args.N).eval()
+        predict = prepare_model(model, "eager", device)
+        row = {"model": name, "parameters": count_parameters(model),
+               "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE),
+               "first_call_s": timed(predict, x, device)[0]}
+        for _ in range(warmup):
+            predict(x)
+        with MemoryPeak(device) as mem:
+            predict(x)
+        row["peak_memory_mb"], row["times_s"] = mem.peak_mb, []
+        rows[name], predictors[name] = row, predict
+        print(f"{name}: ready", flush=True)
+    for _ in range(runs):
+        for name in random.sample(list(predictors), len(predictors)):
+            rows[name]["times_s"].append(timed(predictors[name], x, device, clock)[0])
+    h, w = args.input_size
+    print(f"\n{NOTE}\ndevice: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads; "
+          f"input {args.batch_size}x3x{h}x{w}; eager fp32; {runs} timed rounds; {FLOPS_NOTE}")
+    print(f"{'model':<8}{'params (M)':>11}{'GFLOPs 640x360':>16}{'median ms':>11}{'p10-p90 ms':>17}{'fps':>8}{'peak MB':>9}")
+    for row in rows.values():
+        t = row["times_s"]
+        row.update(median_ms=statistics.median(t) * 1e3, p10_ms=percentile(t, 0.1) * 1e3,
+                   p90_ms=percentile(t, 0.9) * 1e3, fps=args.batch_size / statistics.median(t))
+        print(f"{row['model']:<8}{row['parameters'] / 1e6:>11.3f}{row['gflops_paper_size']:>16.2f}"
+              f"{row['median_ms']:>11.1f}{row['p10_ms']:>8.1f}-{row['p90_ms']:<8.1f}{row['fps']:>8.2f}"
+              f"{row['peak_memory_mb'] if row['peak_memory_mb'] is not None else float('nan'):>9.0f}")
+    if args.json:
+        report = {"machine": info, "note": NOTE, "flops_counting": FLOPS_NOTE, "input_size": [args.batch_size, 3, h, w],
+                  "models": list(rows.values())}
+        atomic_write(args.json, lambda tmp: _write_json(report, tmp))
+        print(f"wrote {args.json}")
+    return rows
 
 
 def check_writable(path):

@@ -101,3 +101,18 @@ def test_unwritable_json_is_refused_before_measuring(tmp_path, monkeypatch):
 def test_cuda_without_a_gpu_is_a_user_error():
     with pytest.raises(UserError, match="--device cpu"):
         run(["--device", "cuda", "--input_size", "16,16"])
+
+
+def test_compare_reports_every_model(tmp_path, capsys):
+    out = tmp_path / "compare.json"
+    run(["--device", "cpu", "--compare", "--input_size", "32,48", "--warmup", "0", "--runs", "1",
+         "--json", str(out)])
+    report = json.loads(out.read_text())
+    from model import MODELS
+    assert [r["model"] for r in report["models"]] == list(MODELS)
+    fields = {"parameters", "gflops_paper_size", "median_ms", "p10_ms", "p90_ms", "fps", "peak_memory_mb"}
+    for row in report["models"]:
+        assert fields <= set(row) and row["median_ms"] > 0
+    cgnet = report["models"][0]
+    assert cgnet["parameters"] == 496306 and 5.9 < cgnet["gflops_paper_size"] < 6.0
+    assert "GFLOPs 640x360" in capsys.readouterr().out
