@@ -28,44 +28,24 @@ def size_pair(value):
     return h, w
 
 
-def positive_int(value):
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
+def _number(cast, ok, expected, bound):
+    """An argparse type: `cast` the text, then check `ok`; the messages say what was expected."""
+    def parse(value):
+        try:
+            x = cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not ok(x):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return x
+    return parse
 
 
-def non_negative_int(value):
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
-
-
-def positive_float(value):
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not 0 < x < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value!r}")
-    return x
-
-
-def seed_int(value):
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer 0..2**32-1, got {value!r}") from None
-    if not 0 <= n < 2 ** 32:  # numpy's generators take no negative seed
-        raise argparse.ArgumentTypeError(f"must be in 0..2**32-1, got {n}")
-    return n
+positive_int = _number(int, lambda n: n >= 1, "a positive integer", "at least 1")
+non_negative_int = _number(int, lambda n: n >= 0, "an integer >= 0", ">= 0")
+positive_float = _number(float, lambda x: 0 < x < float("inf"), "a positive number", "a finite number > 0")
+# numpy's generators take no negative seed
+seed_int = _number(int, lambda n: 0 <= n < 2 ** 32, "an integer 0..2**32-1", "in 0..2**32-1")
 
 
 def scale_list(value):
