@@ -66,7 +66,7 @@ def read_list(list_path, data_dir, with_label, flag):
     return samples
 
 
-def _header(path):
+def image_header(path):
     """(width, height, mode) from the image header (nothing is decoded), or a str saying why there is none."""
     if not os.path.exists(path):
         return "missing"
@@ -86,11 +86,11 @@ def check_files(samples, list_path, flag, show=3):
     its image; all entries are checked, the first `show` problems are reported with their line numbers."""
     problems = []
     for s in samples:
-        image = _header(s.image)
+        image = image_header(s.image)
         if isinstance(image, str):
             problems.append(f"line {s.line}: {s.image} is {image}")
         if s.label:
-            label = _header(s.label)
+            label = image_header(s.label)
             if isinstance(label, str):
                 problems.append(f"line {s.line}: {s.label} is {label}")
             elif label[2] not in LABEL_MODES:  # cv2 turns palette PNGs into colours too

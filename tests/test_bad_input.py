@@ -435,3 +435,23 @@ def test_scripts_exit_with_one_sentence_and_no_traceback(data, tmp_path):
     assert run.returncode == 2 and run.stderr == ("error: argument --input_size: expected H,W such as 680,680, "
                                                   "got '3x3'; see --help.\n")
     no_partial_output(tmp_path)
+
+
+def test_batched_evaluation_of_images_of_different_sizes(data, tmp_path, capsys):
+    image, label = data["pair"]
+    big_image, big_label = tmp_path / "big.png", tmp_path / "big_label.png"
+    Image.open(image).resize((128, 64)).save(big_image)
+    Image.open(label).resize((128, 64), Image.NEAREST).save(big_label)
+    mixed = write_list(tmp_path / "list.txt", [f"{image} {label}", f"{big_image} {big_label}"])
+    message = fails(cityscapes_eval, eval_args(data, tmp_path, **{"--val_data_list": mixed, "--batch_size": "2"}),
+                    capsys)
+    assert "--batch_size 2" in message and "different sizes" in message and "--batch_size 1" in message
+    no_partial_output(tmp_path)
+
+
+def test_only_rank_zero_prints_an_error_that_every_rank_hits(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as e:
+        run_cli(cityscapes_eval.main, cityscapes_eval.get_args_parser(),
+                eval_args(data, tmp_path, **{"--resume": str(tmp_path / "none.pth")}))
+    assert e.value.code == 2 and capsys.readouterr().err == ""

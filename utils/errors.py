@@ -21,7 +21,8 @@ def run_cli(main, parser, argv=None):
     except UserError as e:
         if debug:
             raise
-        print(f"error: {user_message(e)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
+            print(f"error: {user_message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if debug:

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import torch
 
-from dataset.datasets import EvalDataset, read_list
+from dataset.datasets import EvalDataset, image_header, read_list
 from dataset.inform import get_inform
 from utils.checkpoint import atomic_write
 from utils.cli import check_writable_dir, check_writable_file, select_device
@@ -64,6 +64,14 @@ def run_inference(args, spec, list_flag, with_label, write):
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
     inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
                         args.ignore_label, log)
+    if args.batch_size > 1:  # images are stacked into one tensor: they must share a size
+        sizes = {}
+        for s in samples:
+            sizes.setdefault(image_header(s.image)[:2], s.image)
+        if len(sizes) > 1:
+            a, b = list(sizes.values())[:2]
+            raise UserError(f"--batch_size {args.batch_size} stacks images, but {list_flag} names images of "
+                            f"different sizes (e.g. {a} and {b}); use --batch_size 1.")
     dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
     predict = predictor(args, model, device)
     loader = loader_for(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
