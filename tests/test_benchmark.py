@@ -116,3 +116,14 @@ def test_compare_reports_every_model(tmp_path, capsys):
     cgnet = report["models"][0]
     assert cgnet["parameters"] == 496306 and 5.9 < cgnet["gflops_paper_size"] < 6.0
     assert "GFLOPs 640x360" in capsys.readouterr().out
+
+
+def test_scripts_default_row_is_measured_last_and_exact(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark, "keep_cpu_memory", lambda: calls.append(1) or True)
+    out = tmp_path / "b.json"
+    run(["--device", "cpu", "--input_size", "32,48", "--M", "1", "--N", "1", "--mode", "exact",
+         "--scripts_default", "--warmup", "0", "--runs", "2", "--json", str(out)])
+    modes = json.loads(out.read_text())["modes"]
+    assert [m["mode"] for m in modes] == ["eager", "exact", benchmark.SCRIPTS_DEFAULT] and calls == [1]
+    assert modes[-1]["argmax_agreement"] == 1.0 and modes[-1]["speedup_vs_eager"] > 0
