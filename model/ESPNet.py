@@ -16,43 +16,12 @@ encoder rounds sizes up), which is the identity for H, W multiples of 8.
 import torch
 import torch.nn as nn
 
+from model.CGNet import BNPReLU, Conv, ConvBNPReLU
+
 BN_EPS = 1e-3
 
-
-class CBR(nn.Module):
-    """Conv + BN + PReLU."""
-
-    def __init__(self, nIn, nOut, kSize, stride=1):
-        super().__init__()
-        padding = (kSize - 1) // 2
-        self.conv = nn.Conv2d(nIn, nOut, kSize, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(nOut, eps=BN_EPS)
-        self.act = nn.PReLU(nOut)
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
-
-
-class BR(nn.Module):
-    """BN + PReLU."""
-
-    def __init__(self, nOut):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(nOut, eps=BN_EPS)
-        self.act = nn.PReLU(nOut)
-
-    def forward(self, x):
-        return self.act(self.bn(x))
-
-
-class C(nn.Module):
-    def __init__(self, nIn, nOut, kSize, stride=1):
-        super().__init__()
-        padding = (kSize - 1) // 2
-        self.conv = nn.Conv2d(nIn, nOut, kSize, stride=stride, padding=padding, bias=False)
-
-    def forward(self, x):
-        return self.conv(x)
+# ESPNet's CBR, BR and C are CGNet's ConvBNPReLU, BNPReLU and Conv (same attributes, eps and padding).
+CBR, BR, C = ConvBNPReLU, BNPReLU, Conv
 
 
 class CDilated(nn.Module):
