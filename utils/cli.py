@@ -1,7 +1,6 @@
 """Command lines of the original scripts, built from a DatasetSpec, and the checks of their values."""
 import argparse
 import os
-import sys
 
 import torch
 
@@ -184,5 +183,3 @@ def check_writable_file(path, flag):
     check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
 
 
-def log_line(text):
-    print(text, file=sys.stdout, flush=True)
