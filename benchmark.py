@@ -30,9 +30,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
 from model import MODELS, build_model, count_parameters
-from utils.checkpoint import atomic_write, load_weights
+from engine.checkpoint import load_weights
+from model.inference import MODES, Predictor, is_exact, parse_mode
+from utils.device import keep_cpu_memory
 from utils.errors import UserError, run_cli
-from utils.inference import MODES, is_exact, keep_cpu_memory, parse_mode, prepare_model
+from utils.files import atomic_write
 
 NOTE = ("Latency is wall-clock per forward pass (input to logits at the input's size, no argmax); on CUDA "
         "every timed call ends with torch.cuda.synchronize(): without it a timing measures only kernel "
@@ -110,7 +112,7 @@ def get_args_parser():
                              "(exact + glibc keeping freed memory), last, after the other modes (on with --all)")
     parser.add_argument("--keep_cpu_memory", action="store_true",
                         help="keep freed memory in the process (glibc mallopt): no page faults on fresh "
-                             "activations; see utils.inference.keep_cpu_memory")
+                             "activations; see utils.device.keep_cpu_memory")
     parser.add_argument("--checkpoint", default="", help="weights to load (default: random initialisation)")
     parser.add_argument("--image", default="",
                         help="measure on this image (resized to --input_size, Cityscapes mean subtracted) instead "
@@ -351,7 +353,7 @@ def main(args):
         row = {"mode": mode, "features": sorted(parse_mode(mode)), "exact": is_exact(mode)}
         results[mode] = row
         try:
-            predict = prepare_model(model, mode, device)
+            predict = Predictor(model, mode, device)
             first, out = timed(predict, x, device)
             row["first_call_s"] = first
             for _ in range(warmup):
@@ -378,7 +380,7 @@ def main(args):
         # process-wide and cannot be taken back, so it is measured last, after every other mode's rounds.
         keep_cpu_memory()
         name = SCRIPTS_DEFAULT
-        predict = prepare_model(model, "exact", device)
+        predict = Predictor(model, "exact", device)
         row = {"mode": name, "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], "exact": True}
         row["first_call_s"], out = timed(predict, x, device)
         for _ in range(warmup):
@@ -437,7 +439,7 @@ def compare(args, device, x, clock, warmup, runs):
     for name in MODELS:
         torch.manual_seed(args.seed)
         model = build_model(name, args.classes, args.M, args.N).eval()
-        predict = prepare_model(model, "eager", device)
+        predict = Predictor(model, "eager", device)
         row = {"model": name, "parameters": count_parameters(model),
                "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE),
                "first_call_s": timed(predict, x, device)[0]}

@@ -5,8 +5,8 @@
     # add --save_seg_dir ./result/camvid/test/ to write CamVid-coloured predictions
 """
 from dataset.specs import CAMVID
-from utils.cli import eval_parser
-from utils.evaluate import evaluate
+from engine.cli import eval_parser
+from engine.evaluate import evaluate
 from utils.errors import run_cli
 
 

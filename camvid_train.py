@@ -4,8 +4,8 @@
     python camvid_train.py --train_data_list ./dataset/list/CamVid/camvid_train_list.txt --train_type ontrain
 """
 from dataset.specs import CAMVID
-from utils.cli import train_parser
-from utils.engine import train
+from engine.cli import train_parser
+from engine.train import train
 from utils.errors import run_cli
 
 

@@ -4,8 +4,8 @@
         --resume ./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrain/model_cityscapes_train_on_trainset.pth
 """
 from dataset.specs import CITYSCAPES
-from utils.cli import eval_parser
-from utils.evaluate import evaluate
+from engine.cli import eval_parser
+from engine.evaluate import evaluate
 from utils.errors import run_cli
 
 

@@ -5,8 +5,8 @@
         --zip ./result/cityscapes_submit.zip
 """
 from dataset.specs import CITYSCAPES
-from utils.cli import eval_parser
-from utils.evaluate import test
+from engine.cli import eval_parser
+from engine.evaluate import test
 from utils.errors import run_cli
 
 

@@ -9,8 +9,8 @@
     torchrun --nproc_per_node 2 cityscapes_train.py --dataset cityscapes --train_type ontrain ...
 """
 from dataset.specs import CITYSCAPES
-from utils.cli import train_parser
-from utils.engine import train
+from engine.cli import train_parser
+from engine.train import train
 from utils.errors import run_cli
 
 

@@ -198,3 +198,8 @@ class EvalDataset(torch.utils.data.Dataset):
         else:
             label = torch.zeros(0, dtype=torch.long)
         return image, label, index
+
+
+def make_loader(dataset, batch_size, num_workers, device, sampler=None, drop_last=False):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                                       pin_memory=device.type == "cuda", drop_last=drop_last)

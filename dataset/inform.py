@@ -10,8 +10,7 @@ import pickle
 import numpy as np
 
 from dataset.datasets import load_image, load_label, read_list
-from utils.checkpoint import atomic_write
-from utils.cli import check_writable_dir
+from utils.files import atomic_write, check_writable_dir
 from utils.errors import UserError
 from utils.progress import Progress
 

@@ -1,7 +1,7 @@
 """What differs between Cityscapes and CamVid, as data: the scripts share everything else."""
 from dataclasses import dataclass
 
-from utils import colors
+from dataset import palettes
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class DatasetSpec:
 
 CITYSCAPES = DatasetSpec(
     name="cityscapes", list_dir="./dataset/list/Cityscapes/", classes=19, ignore_label=255,
-    class_names=colors.CITYSCAPES_CLASSES, palette=colors.CITYSCAPES_PALETTE,
+    class_names=palettes.CITYSCAPES_CLASSES, palette=palettes.CITYSCAPES_PALETTE,
     input_size="680,680", batch_size=16, max_epochs=350, gpus="0,1", train_type="ontrainval",
     train_list="./dataset/list/Cityscapes/cityscapes_trainval_list.txt",
     val_list="./dataset/list/Cityscapes/cityscapes_val_list.txt",
@@ -44,11 +44,11 @@ CITYSCAPES = DatasetSpec(
     dataset_list="cityscapes_trainval_list.txt",
     resume_eval="./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrain/model_cityscapes_train_on_trainset.pth",
     resume_test="./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrainval/model_cityscapes_train_on_trainvalset.pth",
-    label_ids=colors.CITYSCAPES_LABEL_IDS)
+    label_ids=palettes.CITYSCAPES_LABEL_IDS)
 
 CAMVID = DatasetSpec(
     name="camvid", list_dir="./dataset/list/CamVid/", classes=11, ignore_label=11,
-    class_names=colors.CAMVID_CLASSES, palette=colors.CAMVID_PALETTE,
+    class_names=palettes.CAMVID_CLASSES, palette=palettes.CAMVID_PALETTE,
     input_size="360,360", batch_size=8, max_epochs=800, gpus="0", train_type="ontrainval",
     train_list="./dataset/list/CamVid/camvid_trainval_list.txt",
     val_list="./dataset/list/CamVid/camvid_val_list.txt",

@@ -100,6 +100,10 @@ class ContextGuidedBlock_Down(nn.Module):
         self.reduce = Conv(2 * nOut, nOut, 1, 1)
         self.F_glo = FGlo(nOut, reduction)
 
+    def joint_bn(self):
+        """For BN folding (model/inference.py): bn acts per channel on cat([F_loc, F_sur])."""
+        return self, [self.F_loc.conv, self.F_sur.conv]
+
     def forward(self, x):
         x = self.conv1x1(x)                                          # (B, C, H/2, W/2)
         joi = torch.cat([self.F_loc(x), self.F_sur(x)], 1)           # (B, 2C, H/2, W/2)
@@ -118,6 +122,10 @@ class ContextGuidedBlock(nn.Module):
         self.F_sur = ChannelWiseDilatedConv(n, n, 3, 1, dilation_rate)
         self.bn_prelu = BNPReLU(nOut)
         self.F_glo = FGlo(nOut, reduction)
+
+    def joint_bn(self):
+        """For BN folding (model/inference.py): bn_prelu.bn acts per channel on cat([F_loc, F_sur])."""
+        return self.bn_prelu, [self.F_loc.conv, self.F_sur.conv]
 
     def forward(self, x):
         y = self.conv1x1(x)                                          # (B, C/2, H, W)

@@ -23,12 +23,5 @@ def build_model(name, classes, M=3, N=21, dropout_flag=False):
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
-def run_name(args, hardware):
-    """Checkpoint folder name of the original, e.g. CGNet_M3N21bs16gpu2_ontrain (hardware: 'gpu2' or 'cpu')."""
-    if args.model == "CGNet":
-        return f"CGNet_M{args.M}N{args.N}bs{args.batch_size}{hardware}_{args.train_type}"
-    return f"{args.model}_bs{args.batch_size}{hardware}_{args.train_type}"
-
-
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters())

@@ -26,7 +26,8 @@ from dataset.inform import get_inform
 from model import build_model
 from tools.make_demo_data import make_cityscapes
 from utils.checkpoint import save_checkpoint
-from utils.cli import check_writable_file, select_device
+from utils.device import select_device
+from utils.files import check_writable_file
 from utils.errors import UserError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

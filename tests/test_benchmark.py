@@ -92,7 +92,7 @@ def test_nonsense_arguments_are_refused(argv):
 def test_unwritable_json_is_refused_before_measuring(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setattr(benchmark, "prepare_model", None)  # measuring would fail differently
+    monkeypatch.setattr(benchmark, "Predictor", None)  # measuring would fail differently
     with pytest.raises(UserError, match="--json"):
         run(["--device", "cpu", "--json", str(blocker / "x.json")])
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from model import CGNet
-from utils.checkpoint import convert_state_dict, load_weights, read_checkpoint, save_checkpoint
+from engine.checkpoint import load_weights
+from utils.checkpoint import convert_state_dict, read_checkpoint, save_checkpoint
 from utils.errors import UserError
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tools.make_demo_data import get_args_parser, make_camvid, make_cityscapes
-from utils.colors import CITYSCAPES_LABEL_IDS
+from dataset.palettes import CITYSCAPES_LABEL_IDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CS_NAME = re.compile(r"^([a-z]+)_\d{6}_\d{6}_leftImg8bit\.png$")

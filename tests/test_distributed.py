@@ -13,8 +13,8 @@ from dataset.inform import read_inform
 from model import build_model
 from tools.make_demo_data import make_cityscapes
 from utils import dist as du
-from utils import engine
-from utils.checkpoint import load_weights
+import engine.train as engine
+from engine.checkpoint import load_weights
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

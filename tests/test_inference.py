@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import CGNet
-from utils.inference import MODES, fold_bn, is_exact, parse_mode, predict_multiscale, prepare_model
+from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode, predict_multiscale
 
 
 def randomize_bn(model, seed=0):
@@ -75,7 +75,7 @@ def test_every_eager_mode_runs_and_exact_modes_match(mode):
     x = torch.randn(1, 3, 40, 56) * 50  # small: fp16 on a CPU without native fp16 is emulated and slow
     with torch.no_grad():
         ref = model(x)
-    out = prepare_model(model, mode, "cpu")(x)
+    out = Predictor(model, mode, "cpu")(x)
     assert out.shape == ref.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
     if is_exact(mode):
         assert_close_logits(out, ref)
@@ -89,14 +89,14 @@ def test_compile_mode_matches_eager():
     x = torch.randn(1, 3, 32, 48) * 50
     with torch.no_grad():
         ref = model(x)
-    assert_close_logits(prepare_model(model, "compile", "cpu")(x), ref)
+    assert_close_logits(Predictor(model, "compile", "cpu")(x), ref)
 
 
 def test_prepare_model_leaves_the_model_alone():
     model = cgnet()
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    prepare_model(model, "exact", "cpu")(torch.randn(1, 3, 32, 32))
+    Predictor(model, "exact", "cpu")(torch.randn(1, 3, 32, 32))
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -140,7 +140,7 @@ def test_multiscale_flip_equals_hand_computed_average():
 
 
 def test_multiscale_with_cgnet_keeps_the_input_size():
-    predict = prepare_model(cgnet(classes=5, M=1, N=1), "exact", "cpu")
+    predict = Predictor(cgnet(classes=5, M=1, N=1), "exact", "cpu")
     x = torch.randn(1, 3, 37, 53) * 50
     probs = predict_multiscale(predict, x, scales=(0.75, 1.25), flip=True, classes=5)
     assert probs.shape == (1, 5, 37, 53)

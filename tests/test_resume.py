@@ -13,7 +13,7 @@ import torch
 import cityscapes_train
 from model import build_model
 from tools.make_demo_data import make_cityscapes
-from utils.checkpoint import load_weights
+from engine.checkpoint import load_weights
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads(1)  # every run does its float sums in the same order
 import cityscapes_train
-import utils.engine as engine
+import engine.train as engine
 from utils.errors import run_cli
 
 hook, marker = os.environ.get("HOOK", ""), os.environ.get("MARKER", "")

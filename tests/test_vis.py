@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.colors import CAMVID_PALETTE, CITYSCAPES_PALETTE
-from utils.outputs import save_png
+from dataset.palettes import CAMVID_PALETTE, CITYSCAPES_PALETTE
+from utils.files import save_png
 from utils.vis import SEPARATOR, overlay, panel
 
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from utils.checkpoint import atomic_write
+from utils.files import atomic_write
 from utils.errors import UserError
 from utils.progress import Progress
 

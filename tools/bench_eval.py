@@ -18,7 +18,7 @@ import torch  # noqa: E402
 
 import cityscapes_eval  # noqa: E402
 from tools.make_demo_data import make_cityscapes  # noqa: E402
-from utils.cli import positive_int, size_pair  # noqa: E402
+from utils.args import positive_int, size_pair  # noqa: E402
 
 CONFIGS = {
     "plain": ["--plain", "true"],                 # eager fp32, host argmax, synchronous PNGs, no workers

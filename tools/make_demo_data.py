@@ -20,9 +20,9 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.checkpoint import atomic_write  # noqa: E402
-from utils.cli import non_negative_int, positive_int, size_pair  # noqa: E402
-from utils.colors import CITYSCAPES_LABEL_IDS  # noqa: E402
+from utils.files import atomic_write  # noqa: E402
+from utils.args import non_negative_int, positive_int, size_pair  # noqa: E402
+from dataset.palettes import CITYSCAPES_LABEL_IDS  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the scenes change, so that old folders are regenerated
@@ -34,7 +34,7 @@ EGO = 19
 TO_TRAIN_ID = np.array(list(range(19)) + [255], np.uint8)
 TO_LABEL_ID = np.array(list(CITYSCAPES_LABEL_IDS) + [1], np.uint8)  # 1 = 'ego vehicle'
 # SegNet's CamVid merges wall into building, terrain into tree, trucks and buses into car,
-# and riders with their bikes into bicyclist; utils.colors.CAMVID_CLASSES gives the order.
+# and riders with their bikes into bicyclist; dataset.palettes.CAMVID_CLASSES gives the order.
 TO_CAMVID = np.array([3, 4, 1, 1, 7, 2, 6, 6, 5, 5, 0, 9, 10, 8, 8, 8, 8, 10, 10, 11], np.uint8)
 
 CITIES = {"train": ("aachen", "bochum"), "val": ("frankfurt", "lindau"), "test": ("berlin", "bielefeld")}

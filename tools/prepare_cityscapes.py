@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tools._prepare import (REPO, choose_lists, progress, summary, train_command, verify,  # noqa: E402
                             write_lists)
-from utils.checkpoint import atomic_write  # noqa: E402
+from utils.files import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 SHIPPED = REPO / "dataset" / "list" / "Cityscapes"

@@ -87,6 +87,12 @@ def spawn(fn, nprocs, *fn_args):
     return out
 
 
+def log(*args):
+    """Rank 0 alone prints."""
+    if rank() == 0:
+        print(*args, flush=True)
+
+
 def rank():
     if is_distributed():
         return dist.get_rank()

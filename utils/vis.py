@@ -1,9 +1,20 @@
 """Pictures for eval/test: a prediction blended on its image, and input | prediction | ground truth panels."""
 import numpy as np
 
-from utils.colors import colorize
-
 SEPARATOR = 4  # px of white between panel tiles
+
+
+def palette_array(palette):
+    """A flat 768-entry PIL palette; unlisted indices (e.g. the ignore label) are black."""
+    flat = np.zeros(768, np.uint8)
+    flat[:3 * len(palette)] = np.asarray(palette, np.uint8).ravel()
+    return flat
+
+
+def colorize(label, palette):
+    """(H, W) class indices -> (H, W, 3) RGB uint8."""
+    table = palette_array(palette).reshape(256, 3)
+    return table[label]
 
 
 def _check(image_rgb, label):

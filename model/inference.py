@@ -20,9 +20,6 @@ compiles once more (20-60 s on a small CPU, cached on disk afterwards) and after
 back to eager.
 """
 import copy
-import ctypes
-import ctypes.util
-import sys
 from contextlib import nullcontext
 
 import torch
@@ -84,25 +81,13 @@ def _foldable(conv, bn):
             and conv.out_channels == bn.num_features)
 
 
-def _joint_bn(module):
-    """In a CG block the BN after cat([F_loc(x), F_sur(x)]) acts per channel, so each half folds into its conv."""
-    loc, sur = getattr(module, "F_loc", None), getattr(module, "F_sur", None)
-    if not (isinstance(getattr(loc, "conv", None), nn.Conv2d) and isinstance(getattr(sur, "conv", None), nn.Conv2d)):
-        return None, None
-    for owner in (module, getattr(module, "bn_prelu", None)):
-        bn = getattr(owner, "bn", None)
-        if isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and \
-                bn.num_features == loc.conv.out_channels + sur.conv.out_channels:
-            return owner, bn
-    return None, None
-
-
 def fold_bn(model):
     """An eval-mode copy of `model` with BatchNorm2d layers folded into the convolutions before them.
 
     Folded: modules with `conv` (Conv2d) and `bn` (BatchNorm2d) attributes, applied as bn(conv(x))
-    (ConvBNPReLU); adjacent Conv2d, BatchNorm2d pairs in an nn.Sequential; and CGNet's joint BN
-    after cat([F_loc(x), F_sur(x)]), whose channel halves fold into the two depthwise convs.
+    (ConvBNPReLU); adjacent Conv2d, BatchNorm2d pairs in an nn.Sequential; and a BN over a
+    concatenation of conv outputs, which a network declares with a `joint_bn()` method returning
+    (module owning `.bn`, [convs in channel order]) (CGNet's blocks: cat([F_loc(x), F_sur(x)])).
     The BNs after the other concatenations (b1, bn_prelu_2, bn_prelu_3) stay: what precedes them
     is a PReLU, a pooling or a residual sum, not a conv. Folded BNs become nn.Identity; the
     state_dict changes (convs gain a bias), so load checkpoints before folding.
@@ -118,11 +103,13 @@ def fold_bn(model):
                 if _foldable(module._modules[a], module._modules[b]):
                     _fold_into_conv(module._modules[a], *_bn_params(module._modules[b]))
                     module._modules[b] = nn.Identity()
-        owner, bn = _joint_bn(module)
-        if owner is not None:
-            n = module.F_loc.conv.out_channels
-            _fold_into_conv(module.F_loc.conv, *_bn_params(bn, slice(0, n)))
-            _fold_into_conv(module.F_sur.conv, *_bn_params(bn, slice(n, None)))
+        if hasattr(module, "joint_bn"):  # a BN over the concatenated outputs of several convs
+            owner, convs = module.joint_bn()
+            start = 0
+            for conv in convs:
+                n = conv.out_channels
+                _fold_into_conv(conv, *_bn_params(owner.bn, slice(start, start + n)))
+                start += n
             owner.bn = nn.Identity()
     return model
 
@@ -159,14 +146,6 @@ class Predictor:
         return out.float()
 
 
-def prepare_model(model, mode="eager", device="cpu", compile_options=None):
-    """A Predictor: the model copied to `device` and prepared for inference in `mode` (see MODES).
-
-    compile_options go to torch.compile(options=...) (inductor settings, e.g. {"freezing": True}).
-    """
-    return Predictor(model, mode, device, compile_options)
-
-
 def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=None):
     """Average of softmax probabilities over scales (and horizontal flips), at the input's H, W.
 
@@ -193,25 +172,3 @@ def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=Non
             total = prob if total is None else total + prob
             passes += 1
     return total / passes
-
-
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-
-
-def keep_cpu_memory():
-    """Make glibc malloc keep freed memory instead of returning it to the kernel (process-wide).
-
-    By default glibc serves large blocks (CGNet's activations at 1024x2048 are 24-150 MB) with
-    fresh mmap()s, and every page of each one faults on first touch; on some machines that costs
-    more than the computation. Returns False where libc is not glibc. Memory is not given back
-    until the process ends; the same effect without code: MALLOC_MMAP_MAX_=0
-    MALLOC_TRIM_THRESHOLD_=<big> in the environment, or LD_PRELOAD of jemalloc / tcmalloc.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))

@@ -1,4 +1,5 @@
-"""Training (and the validation it runs), shared by the Cityscapes and CamVid scripts.
+"""Training, shared by the Cityscapes and CamVid scripts: train() -> _train(): restore(), open_log(),
+then per epoch train_one_epoch(), validate() (engine/evaluate.py) and save().
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
@@ -7,69 +8,26 @@ import glob
 import os
 import random
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from dataset.datasets import EvalDataset, TrainDataset, read_list
+from dataset.datasets import TrainDataset, make_loader, read_list
 from dataset.inform import get_inform
-from model import build_model, count_parameters, run_name
+from engine.checkpoint import build_and_load
+from engine.evaluate import validate
+from model import count_parameters
 from utils import dist as du
-from utils.checkpoint import atomic_write, load_weights, read_checkpoint, save_checkpoint
-from utils.cli import check_writable_dir, select_device
+from utils.checkpoint import read_checkpoint, save_checkpoint
+from utils.device import select_device
+from utils.dist import log
 from utils.errors import UserError
+from utils.files import atomic_write, check_writable_dir
 from utils.metric import ConfusionMatrix
 from utils.optim import build_optimizer, poly_lr, set_lr
 from utils.progress import Progress
-
-
-def log(*args):
-    """Rank 0 alone prints."""
-    if du.rank() == 0:
-        print(*args, flush=True)
-
-
-def loader_for(dataset, batch_size, num_workers, device, sampler=None, shuffle=False, drop_last=False):
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, shuffle=shuffle if sampler is None else False,
-        num_workers=num_workers, pin_memory=device.type == "cuda", drop_last=drop_last)
-
-
-def build_and_load(args, device, path=None, ckpt=None):
-    try:
-        model = build_model(args.model, args.classes, M=args.M, N=args.N)
-    except ValueError as e:
-        raise UserError(f"--model/--M/--N: {e}.") from None
-    ckpt = load_weights(model, path, "--resume", ckpt, args.model) if path else {}
-    return model.to(device), ckpt
-
-
-# ----------------------------------------------------------------------------------------- inference
-
-@torch.inference_mode()
-def predict_batches(model, loader, device):
-    """Yield (pred (B, H, W) int64 on the device, label batch on the device, indices) per batch."""
-    model.eval()
-    for images, labels, indices in loader:
-        images = images.to(device, non_blocking=True)
-        pred = model(images).argmax(1)
-        yield pred, labels.to(device, non_blocking=True), indices
-
-
-def validate(model, samples, mean, args, device, rank=0, world=1):
-    """mIoU over `samples` (batch 1, full resolution); ranks split the list, the confusion matrix is summed."""
-    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
-    subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
-    loader = loader_for(subset, 1, args.num_workers, device)
-    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
-    bar = Progress(len(subset), "validation")
-    for i, (pred, label, _) in enumerate(predict_batches(model, loader, device), 1):
-        conf.update(pred, label)
-        if rank == 0:
-            bar.update(i)
-    conf.all_reduce()
-    return conf.compute()
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -144,6 +102,13 @@ def check_batch_size(batch_size, world):
     if batch_size % world:
         raise UserError(f"--batch_size {batch_size} is the total over {world} processes and must divide "
                         f"evenly among them.")
+
+
+def run_name(args, hardware):
+    """Checkpoint folder name of the original, e.g. CGNet_M3N21bs16gpu2_ontrain (hardware: 'gpu2' or 'cpu')."""
+    if args.model == "CGNet":
+        return f"CGNet_M{args.M}N{args.N}bs{args.batch_size}{hardware}_{args.train_type}"
+    return f"{args.model}_bs{args.batch_size}{hardware}_{args.train_type}"
 
 
 def run_folder(args, device, world):
@@ -236,7 +201,74 @@ def _train(args, spec, device, rank, world):
         inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
                             args.ignore_label, log)
 
-    # Rank 0 alone touches the run folder; the others get what it read (no shared disk needed).
+    run = restore(args, device, rank, run_dir, sync_bn)
+    model = run.model
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    dataset = TrainDataset(train_samples, inform["mean"], args.input_size, args.classes, args.ignore_label,
+                           scale=args.random_scale, mirror=args.random_mirror, seed=run.seed)
+    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                                  seed=run.seed)
+    loader = make_loader(dataset, args.batch_size // world, args.num_workers, device, sampler=sampler, drop_last=True)
+    if len(loader) == 0:
+        raise UserError(f"--train_data_list {args.train_data_list} has {len(dataset)} images, fewer than "
+                        f"--batch_size {args.batch_size}; lower --batch_size.")
+    per_iter = len(loader)
+    weight = torch.from_numpy(inform["classWeights"]).to(device)
+    criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=args.ignore_label)  # NLL of log_softmax
+
+    log_lines = open_log(args, run, run_dir, count_parameters(model)) if rank == 0 else None
+    if rank == 0:
+        log(f"run folder {run_dir}; {count_parameters(model):,} parameters; seed {run.seed}; device {device}"
+            f"{f' x {world} processes' if world > 1 else ''}; {len(dataset)} training images, "
+            f"{per_iter} iterations per epoch")
+    if run.start_epoch >= args.max_epochs:
+        log(f"nothing to train: the checkpoint has {run.start_epoch} epochs and --max_epochs is {args.max_epochs}.")
+
+    summary = {"run_dir": run_dir, "seed": run.seed, "epochs": run.start_epoch, "world_size": world}
+    for epoch in range(run.start_epoch, args.max_epochs):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        seed_everything(epoch_seed(run.seed, epoch, rank))
+        start = time.perf_counter()
+        loss, conf, lr = train_one_epoch(model, loader, criterion, run.optimizer, run.scaler, device, epoch, args,
+                                         epoch * per_iter, args.max_epochs * per_iter)
+        train_miou = conf.compute()["mIoU"]
+        val_miou = None
+        if val_samples and (epoch % args.val_interval == 0 or epoch == args.max_epochs - 1):
+            du.broadcast_buffers(du.unwrap(model))
+            val_miou = validate(du.unwrap(model), val_samples, inform["mean"], args, device, rank, world)["mIoU"]
+        if rank == 0:
+            row = f"{epoch + 1}\t\t{loss:.4f}\t\t{train_miou:.4f}\t\t"
+            log_lines.append(row + (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}")
+            save(args, run, du.unwrap(model), epoch, per_iter, run_dir, log_lines)
+            log(f"epoch {epoch + 1}/{args.max_epochs}: loss {loss:.4f}, train mIoU {train_miou:.4f}"
+                + (f", val mIoU {val_miou:.4f}" if val_miou is not None else "")
+                + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s")
+        summary.update(epochs=epoch + 1, loss=loss, train_mIoU=train_miou)
+        if val_miou is not None:
+            summary["val_mIoU"] = val_miou
+    du.barrier()  # every process returns once rank 0 has saved
+    return summary
+
+
+@dataclass
+class Run:
+    """What a run continues from: the model, optimizer and scaler (restored when resuming), and where."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    seed: int
+    resume: str = None
+    start_epoch: int = 0
+    log_lines: list = None
+
+
+def restore(args, device, rank, run_dir, sync_bn):
+    """Build the model, optimizer and scaler; with --resume, load their state from the checkpoint.
+
+    Rank 0 alone touches the run folder; the others get what it read (no shared disk needed)."""
     resume, ckpt, seed = None, {}, args.seed
     if rank == 0:
         resume = resolve_resume(args.resume, run_dir) if args.resume else None
@@ -253,93 +285,56 @@ def _train(args, spec, device, rank, world):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, args.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
-    start_epoch, log_lines = 0, None
-    if resume:
-        start_epoch = int(ckpt.get("epoch", 0))
-        if "optimizer" in ckpt:
-            try:
-                optimizer.load_state_dict(ckpt["optimizer"])
-            except (ValueError, KeyError, TypeError, RuntimeError):
-                raise UserError(f"--resume {resume} holds optimizer state that does not fit this model; resume "
-                                f"from the checkpoint.pth of this run, or start from its weights alone "
-                                f"(a model_N.pth file).") from None
-        else:
-            log(f"notice: {resume} holds no optimizer state (an original-release checkpoint?); Adam restarts.")
-        if scaler.is_enabled() and "scaler" in ckpt:
-            scaler.load_state_dict(ckpt["scaler"])
-        log_lines = ckpt.get("log")
-        log(f"resumed from {resume} at epoch {start_epoch}")
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    run = Run(model, build_optimizer(model, args.lr), torch.amp.GradScaler(device.type, enabled=args.amp == "fp16"),
+              seed, resume)
+    if not resume:
+        return run
+    run.start_epoch = int(ckpt.get("epoch", 0))
+    if "optimizer" in ckpt:
+        try:
+            run.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError):
+            raise UserError(f"--resume {resume} holds optimizer state that does not fit this model; resume "
+                            f"from the checkpoint.pth of this run, or start from its weights alone "
+                            f"(a model_N.pth file).") from None
+    else:
+        log(f"notice: {resume} holds no optimizer state (an original-release checkpoint?); Adam restarts.")
+    if run.scaler.is_enabled() and "scaler" in ckpt:
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.log_lines = ckpt.get("log")
+    log(f"resumed from {resume} at epoch {run.start_epoch}")
+    return run
 
-    dataset = TrainDataset(train_samples, inform["mean"], args.input_size, args.classes, args.ignore_label,
-                           scale=args.random_scale, mirror=args.random_mirror, seed=seed)
-    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    loader = loader_for(dataset, args.batch_size // world, args.num_workers, device, sampler=sampler, drop_last=True)
-    if len(loader) == 0:
-        raise UserError(f"--train_data_list {args.train_data_list} has {len(dataset)} images, fewer than "
-                        f"--batch_size {args.batch_size}; lower --batch_size.")
-    per_iter = len(loader)
-    max_it = args.max_epochs * per_iter
-    weight = torch.from_numpy(inform["classWeights"]).to(device)
-    criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=args.ignore_label)  # NLL of log_softmax
 
-    params = count_parameters(model)
+def open_log(args, run, run_dir, params):
+    """The log's lines so far (rank 0): the checkpoint's copy when resuming, else a new header."""
     log_path = os.path.join(run_dir, args.logFile)
-    ckpt_path = os.path.join(run_dir, "checkpoint.pth")
-    if rank == 0:
-        if os.path.isdir(run_dir):
-            remove_stale_temp_files(run_dir)
-        if not resume and os.path.exists(ckpt_path):
-            log(f"notice: {run_dir} holds an earlier run; this new run overwrites it "
-                f"(--resume auto continues a run instead).")
-        if log_lines is None and resume:
-            log_lines = log_lines_up_to(log_path, start_epoch)
-        # The log is rewritten from what the checkpoint knew: rows of epochs trained after it was saved
-        # (by a run killed before its next save) are dropped, and come back when those epochs are redone.
-        log_lines = log_lines or log_header(params)
-        if resume:  # a new run's log (and folder) appear with its first complete epoch
-            write_log(log_path, log_lines)
-        log(f"run folder {run_dir}; {params:,} parameters; seed {seed}; device {device}"
-            f"{f' x {world} processes' if world > 1 else ''}; {len(dataset)} training images, "
-            f"{per_iter} iterations per epoch")
-    if start_epoch >= args.max_epochs:
-        log(f"nothing to train: the checkpoint has {start_epoch} epochs and --max_epochs is {args.max_epochs}.")
+    if os.path.isdir(run_dir):
+        remove_stale_temp_files(run_dir)
+    if not run.resume and os.path.exists(os.path.join(run_dir, "checkpoint.pth")):
+        log(f"notice: {run_dir} holds an earlier run; this new run overwrites it "
+            f"(--resume auto continues a run instead).")
+    lines = run.log_lines
+    if lines is None and run.resume:
+        lines = log_lines_up_to(log_path, run.start_epoch)
+    # The log is rewritten from what the checkpoint knew: rows of epochs trained after it was saved
+    # (by a run killed before its next save) are dropped, and come back when those epochs are redone.
+    lines = lines or log_header(params)
+    if run.resume:  # a new run's log (and folder) appear with its first complete epoch
+        write_log(log_path, lines)
+    return lines
 
-    summary = {"run_dir": run_dir, "seed": seed, "epochs": start_epoch, "world_size": world}
-    for epoch in range(start_epoch, args.max_epochs):
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        seed_everything(epoch_seed(seed, epoch, rank))
-        start = time.perf_counter()
-        loss, conf, lr = train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, args,
-                                         epoch * per_iter, max_it)
-        train_miou = conf.compute()["mIoU"]
-        val_miou = None
-        if val_samples and (epoch % args.val_interval == 0 or epoch == args.max_epochs - 1):
-            du.broadcast_buffers(du.unwrap(model))
-            val_miou = validate(du.unwrap(model), val_samples, inform["mean"], args, device, rank, world)["mIoU"]
-        if rank == 0:
-            row = f"{epoch + 1}\t\t{loss:.4f}\t\t{train_miou:.4f}\t\t"
-            log_lines.append(row + (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}")
-            weights = du.unwrap(model).state_dict()  # no DDP `module.` prefix
-            # Order matters for a kill between two writes: model_N.pth before checkpoint.pth (a resume redoes
-            # epoch N and rewrites it), log.txt after (a resume rewrites it from the checkpoint's copy).
-            if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy and format
-                save_checkpoint({"epoch": epoch + 1, "model": weights}, os.path.join(run_dir, f"model_{epoch + 1}.pth"))
-            state = {"epoch": epoch + 1, "model": weights, "optimizer": optimizer.state_dict(),
-                     "iteration": (epoch + 1) * per_iter, "seed": seed, "args": vars(args), "log": log_lines}
-            if scaler.is_enabled():
-                state["scaler"] = scaler.state_dict()
-            save_checkpoint(state, ckpt_path)
-            write_log(log_path, log_lines)
-            log(f"epoch {epoch + 1}/{args.max_epochs}: loss {loss:.4f}, train mIoU {train_miou:.4f}"
-                + (f", val mIoU {val_miou:.4f}" if val_miou is not None else "")
-                + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s")
-        summary.update(epochs=epoch + 1, loss=loss, train_mIoU=train_miou)
-        if val_miou is not None:
-            summary["val_mIoU"] = val_miou
-    du.barrier()  # every process returns once rank 0 has saved
-    return summary
+
+def save(args, run, model, epoch, per_iter, run_dir, log_lines):
+    """Rank 0 after each epoch: model_N.pth on the original's schedule, checkpoint.pth, log.txt."""
+    weights = model.state_dict()  # no DDP `module.` prefix
+    # Order matters for a kill between two writes: model_N.pth before checkpoint.pth (a resume redoes
+    # epoch N and rewrites it), log.txt after (a resume rewrites it from the checkpoint's copy).
+    if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy and format
+        save_checkpoint({"epoch": epoch + 1, "model": weights}, os.path.join(run_dir, f"model_{epoch + 1}.pth"))
+    state = {"epoch": epoch + 1, "model": weights, "optimizer": run.optimizer.state_dict(),
+             "iteration": (epoch + 1) * per_iter, "seed": run.seed, "args": vars(args), "log": log_lines}
+    if run.scaler.is_enabled():
+        state["scaler"] = run.scaler.state_dict()
+    save_checkpoint(state, os.path.join(run_dir, "checkpoint.pth"))
+    write_log(os.path.join(run_dir, args.logFile), log_lines)

@@ -7,17 +7,42 @@ import cv2
 import numpy as np
 import torch
 
-from dataset.datasets import EvalDataset, image_header, read_list
+from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from dataset.inform import get_inform
-from utils.checkpoint import atomic_write
-from utils.cli import check_writable_dir, check_writable_file, select_device
-from utils.engine import build_and_load, loader_for, log
-from utils.inference import keep_cpu_memory, predict_multiscale, prepare_model
+from engine.checkpoint import build_and_load
+from model.inference import Predictor, predict_multiscale
+from utils.device import keep_cpu_memory, select_device
+from utils.dist import log
 from utils.errors import UserError
+from utils.files import BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png
 from utils.metric import ConfusionMatrix
-from utils.outputs import BackgroundWriter, save_json, save_png
 from utils.progress import Progress
 from utils.vis import overlay, panel
+
+
+@torch.inference_mode()
+def predict_batches(model, loader, device):
+    """Yield (pred (B, H, W) int64 on the device, label batch on the device, indices) per batch."""
+    model.eval()
+    for images, labels, indices in loader:
+        images = images.to(device, non_blocking=True)
+        pred = model(images).argmax(1)
+        yield pred, labels.to(device, non_blocking=True), indices
+
+
+def validate(model, samples, mean, args, device, rank=0, world=1):
+    """mIoU over `samples` (batch 1, full resolution); ranks split the list, the confusion matrix is summed."""
+    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
+    subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
+    loader = make_loader(subset, 1, args.num_workers, device)
+    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
+    bar = Progress(len(subset), "validation")
+    for i, (pred, label, _) in enumerate(predict_batches(model, loader, device), 1):
+        conf.update(pred, label)
+        if rank == 0:
+            bar.update(i)
+    conf.all_reduce()
+    return conf.compute()
 
 
 def _check_resume(args):
@@ -48,7 +73,7 @@ def predictor(args, model, device):
         keep_cpu_memory()
     features = ["fold_bn", "channels_last"] + (["compile"] if args.compile else [])
     features += [args.amp] if args.amp != "none" else []
-    return prepare_model(model, "+".join(features), device)
+    return Predictor(model, "+".join(features), device)
 
 
 def run_inference(args, spec, list_flag, with_label, write):
@@ -74,7 +99,7 @@ def run_inference(args, spec, list_flag, with_label, write):
                             f"different sizes (e.g. {a} and {b}); use --batch_size 1.")
     dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
     predict = predictor(args, model, device)
-    loader = loader_for(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
+    loader = make_loader(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device) if with_label else None
     writer = BackgroundWriter(0 if args.plain else 2)

@@ -1,6 +1,4 @@
 """Class names, colour palettes and Cityscapes label ids: the per-dataset tables."""
-import numpy as np
-
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
                       "truck", "bus", "train", "motorcycle", "bicycle")
@@ -16,16 +14,3 @@ CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign/s
 CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (0, 0, 192),
                   (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
                   (0, 128, 192))
-
-
-def palette_array(palette):
-    """A flat 768-entry PIL palette; unlisted indices (e.g. the ignore label) are black."""
-    flat = np.zeros(768, np.uint8)
-    flat[:3 * len(palette)] = np.asarray(palette, np.uint8).ravel()
-    return flat
-
-
-def colorize(label, palette):
-    """(H, W) class indices -> (H, W, 3) RGB uint8."""
-    table = palette_array(palette).reshape(256, 3)
-    return table[label]

@@ -1,0 +1,51 @@
+"""Where to compute: the device from --cuda/--gpus, and the CPU allocator setting for inference."""
+import ctypes
+import ctypes.util
+import sys
+
+import torch
+
+from utils.errors import UserError
+
+
+def select_device(args, log=print):
+    """The GPU named first in --gpus when --cuda is on and one is visible; otherwise the CPU."""
+    ids_text = args.gpus.strip()
+    if not args.cuda or not ids_text:
+        return torch.device("cpu"), []
+    try:
+        ids = [int(x) for x in ids_text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--gpus {args.gpus!r} is not a list of GPU ids; use e.g. --gpus 0 or --gpus 0,1 "
+                        f"(or --gpus '' for the CPU).") from None
+    if not torch.cuda.is_available():
+        log("notice: no GPU is visible; running on the CPU.")
+        return torch.device("cpu"), []
+    count = torch.cuda.device_count()
+    missing = [i for i in ids if not 0 <= i < count]
+    if missing:
+        raise UserError(f"--gpus {args.gpus} names GPU {missing[0]}, but only {count} GPU(s) are visible "
+                        f"(ids 0..{count - 1}); give ids from that range, or --cuda false for the CPU.")
+    return torch.device(f"cuda:{ids[0]}"), ids
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_cpu_memory():
+    """Make glibc malloc keep freed memory instead of returning it to the kernel (process-wide).
+
+    By default glibc serves large blocks (CGNet's activations at 1024x2048 are 24-150 MB) with
+    fresh mmap()s, and every page of each one faults on first touch; on some machines that costs
+    more than the computation. Returns False where libc is not glibc. Memory is not given back
+    until the process ends; the same effect without code: MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=<big> in the environment, or LD_PRELOAD of jemalloc / tcmalloc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
