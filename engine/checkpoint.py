@@ -1,4 +1,7 @@
 """Checkpoints into networks: the original release's files, ours and bare state_dicts."""
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 
 from model import build_model
@@ -6,13 +9,31 @@ from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.errors import UserError
 
 
-def model_state_dict(ckpt, path, flag="--resume"):
-    """The model's state_dict from a checkpoint: {'model': sd, ...} (original and ours) or a bare sd."""
-    sd = ckpt.get("model", ckpt.get("state_dict", ckpt)) if isinstance(ckpt, dict) else None
+@dataclass
+class Weights:
+    """A checkpoint file, whatever its layout, as this project uses it."""
+    state_dict: dict          # the original release's parameter names, no `module.` prefix
+    layout: str               # "ours", "original" ({"epoch", "model"}), "state_dict" (bare or {"state_dict": sd})
+    ckpt: dict = field(default_factory=dict)  # the whole file: epoch, optimizer, ... for resuming
+    network: dict = None      # {"model", "M", "N", "classes"} when the file records them
+    mean: np.ndarray = None   # what preprocessing subtracts from the RGB image, in that order; None: unknown
+    dataset: str = None       # the dataset it was trained for, when recorded
+
+
+def read_weights(path, flag="--resume", ckpt=None):
+    """Recognise a checkpoint's layout and return its Weights; anything else is a UserError naming the file."""
+    if ckpt is None:
+        ckpt = read_checkpoint(path, flag)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
+        layout, sd = ("ours" if "args" in ckpt else "original"), ckpt["model"]
+    elif isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):  # {"state_dict": sd, ...}
+        layout, sd = "state_dict", ckpt["state_dict"]
+    else:
+        layout, sd, ckpt = "state_dict", ckpt, {}
     if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
         raise UserError(f"{flag} {path} holds no model weights (expected a state_dict or a dict with "
                         f"a 'model' state_dict); check that it is a CGNet checkpoint.")
-    return convert_state_dict(sd)
+    return Weights(convert_state_dict(sd), layout, ckpt)
 
 
 def _mismatch_cause(model, sd, missing, unexpected, shapes):
@@ -29,16 +50,16 @@ def _mismatch_cause(model, sd, missing, unexpected, shapes):
 
 
 def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
-    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return the checkpoint.
+    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return its Weights.
 
     Our checkpoints record the --model they were trained with; a different one is refused by name."""
-    if ckpt is None:
-        ckpt = read_checkpoint(path, flag)
+    weights = read_weights(path, flag, ckpt)
+    ckpt = weights.ckpt
     trained = ckpt.get("args", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("args"), dict) else None
     if model_name and trained and trained != model_name:
         raise UserError(f"{flag} {path} was trained with --model {trained}, not {model_name}; "
                         f"pass --model {trained} or give a {model_name} checkpoint.")
-    sd = model_state_dict(ckpt, path, flag)
+    sd = weights.state_dict
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -56,13 +77,14 @@ def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
         raise UserError(f"{flag} {path} does not fit the model ({'; '.join(parts)}): {cause}; give a checkpoint "
                         f"trained with the same --model, --classes, --M and --N.")
     model.load_state_dict(sd)
-    return ckpt if isinstance(ckpt, dict) else {}
+    return weights
 
 
 def build_and_load(args, device, path=None, ckpt=None):
+    """The --model network, with the weights of `path` (or of the already read `ckpt`) when given."""
     try:
         model = build_model(args.model, args.classes, M=args.M, N=args.N)
     except ValueError as e:
         raise UserError(f"--model/--M/--N: {e}.") from None
-    ckpt = load_weights(model, path, "--resume", ckpt, args.model) if path else {}
-    return model.to(device), ckpt
+    weights = load_weights(model, path, "--resume", ckpt, args.model) if path else None
+    return model.to(device), weights

@@ -280,7 +280,7 @@ def restore(args, device, rank, run_dir, sync_bn):
     resume, ckpt, seed = du.broadcast_object((resume, ckpt, seed))
 
     seed_everything(seed)  # before building the model: the same initial weights whatever the process count
-    model, ckpt = build_and_load(args, device, resume, ckpt)
+    model, weights = build_and_load(args, device, resume, ckpt)
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if args.channels_last:
@@ -289,6 +289,7 @@ def restore(args, device, rank, run_dir, sync_bn):
               seed, resume)
     if not resume:
         return run
+    ckpt = weights.ckpt
     run.start_epoch = int(ckpt.get("epoch", 0))
     if "optimizer" in ckpt:
         try:

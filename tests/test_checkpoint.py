@@ -25,8 +25,8 @@ def test_original_release_format_with_module_prefix_and_legacy_serialization(tmp
     state = {"epoch": 300, "model": {"module." + k: v for k, v in src.state_dict().items()}}
     torch.save(state, path, _use_new_zipfile_serialization=False)
     dst = CGNet.Context_Guided_Network(classes=19, M=2, N=2).eval()
-    ckpt = load_weights(dst, str(path))
-    assert ckpt["epoch"] == 300
+    weights = load_weights(dst, str(path))
+    assert weights.ckpt["epoch"] == 300 and weights.layout == "original"
     x = torch.randn(1, 3, 48, 64)
     with torch.no_grad():
         assert torch.equal(src(x), dst(x))
