@@ -20,12 +20,20 @@ class Weights:
     dataset: str = None       # the dataset it was trained for, when recorded
 
 
+def self_contained(state_dict, network, dataset, mean, epoch=0):
+    """Our file layout: the original's {"epoch", "model"} (so its loader reads our files) plus what
+    inference needs. network: build_model's keyword arguments ({"name", "classes", "M", "N"});
+    mean: what preprocessing subtracts from the RGB image, in that order."""
+    return {"epoch": epoch, "model": state_dict, "network": dict(network), "dataset": dataset,
+            "preprocess": {"mean": [float(m) for m in mean]}}
+
+
 def read_weights(path, flag="--resume", ckpt=None):
     """Recognise a checkpoint's layout and return its Weights; anything else is a UserError naming the file."""
     if ckpt is None:
         ckpt = read_checkpoint(path, flag)
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
-        layout, sd = ("ours" if "args" in ckpt else "original"), ckpt["model"]
+        layout, sd = ("ours" if "args" in ckpt or "network" in ckpt else "original"), ckpt["model"]
     elif isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):  # {"state_dict": sd, ...}
         layout, sd = "state_dict", ckpt["state_dict"]
     else:
@@ -33,7 +41,12 @@ def read_weights(path, flag="--resume", ckpt=None):
     if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
         raise UserError(f"{flag} {path} holds no model weights (expected a state_dict or a dict with "
                         f"a 'model' state_dict); check that it is a CGNet checkpoint.")
-    return Weights(convert_state_dict(sd), layout, ckpt)
+    weights = Weights(convert_state_dict(sd), layout, ckpt)
+    if isinstance(ckpt.get("network"), dict):
+        weights.network = ckpt["network"]
+        weights.dataset = ckpt.get("dataset")
+        weights.mean = np.asarray(ckpt["preprocess"]["mean"], np.float32)
+    return weights
 
 
 def _mismatch_cause(model, sd, missing, unexpected, shapes):
