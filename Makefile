@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 venv: $(VENV)/.installed
 
@@ -15,7 +15,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q
+
+# The quick tier: everything but subprocess, torchrun, torch.compile and longer training tests.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: venv
 	$(BIN)/python tools/demo.py

@@ -7,7 +7,6 @@ from dataset import palettes
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str                 # --dataset, and the checkpoint/result sub-folder
-    list_dir: str             # where the original split lists ship in this repo
     classes: int
     ignore_label: int
     class_names: tuple
@@ -35,7 +34,7 @@ class DatasetSpec:
 
 
 CITYSCAPES = DatasetSpec(
-    name="cityscapes", list_dir="./dataset/list/Cityscapes/", classes=19, ignore_label=255,
+    name="cityscapes", classes=19, ignore_label=255,
     class_names=palettes.CITYSCAPES_CLASSES, palette=palettes.CITYSCAPES_PALETTE,
     input_size="680,680", batch_size=16, max_epochs=350, gpus="0,1", train_type="ontrainval",
     train_list="./dataset/list/Cityscapes/cityscapes_trainval_list.txt",
@@ -47,7 +46,7 @@ CITYSCAPES = DatasetSpec(
     label_ids=palettes.CITYSCAPES_LABEL_IDS)
 
 CAMVID = DatasetSpec(
-    name="camvid", list_dir="./dataset/list/CamVid/", classes=11, ignore_label=11,
+    name="camvid", classes=11, ignore_label=11,
     class_names=palettes.CAMVID_CLASSES, palette=palettes.CAMVID_PALETTE,
     input_size="360,360", batch_size=8, max_epochs=800, gpus="0", train_type="ontrainval",
     train_list="./dataset/list/CamVid/camvid_trainval_list.txt",
@@ -56,5 +55,3 @@ CAMVID = DatasetSpec(
     dataset_list="camvid_trainval_list.txt",
     resume_eval="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth",
     resume_test="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth")
-
-DATASETS = {"cityscapes": CITYSCAPES, "camvid": CAMVID}

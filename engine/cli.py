@@ -1,4 +1,4 @@
-"""Command lines of the original scripts, built from a DatasetSpec, and the checks of their values."""
+"""Command lines of the original scripts, built from a DatasetSpec."""
 import argparse
 import os
 
@@ -90,45 +90,3 @@ def eval_parser(spec, list_flag, list_default, save_default, description):
                    help="the plain loop of the original (eager fp32, argmax on the host, synchronous PNG "
                         "writes, no loader workers), to measure what the fast path gains")
     return p
-
-
-def select_device(args, log=print):
-    """The GPU named first in --gpus when --cuda is on and one is visible; otherwise the CPU."""
-    ids_text = args.gpus.strip()
-    if not args.cuda or not ids_text:
-        return torch.device("cpu"), []
-    try:
-        ids = [int(x) for x in ids_text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--gpus {args.gpus!r} is not a list of GPU ids; use e.g. --gpus 0 or --gpus 0,1 "
-                        f"(or --gpus '' for the CPU).") from None
-    if not torch.cuda.is_available():
-        log("notice: no GPU is visible; running on the CPU.")
-        return torch.device("cpu"), []
-    count = torch.cuda.device_count()
-    missing = [i for i in ids if not 0 <= i < count]
-    if missing:
-        raise UserError(f"--gpus {args.gpus} names GPU {missing[0]}, but only {count} GPU(s) are visible "
-                        f"(ids 0..{count - 1}); give ids from that range, or --cuda false for the CPU.")
-    return torch.device(f"cuda:{ids[0]}"), ids
-
-
-def check_writable_dir(path, flag):
-    """Fail before any work starts if `path` cannot become a writable folder (nothing is created here)."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        where = "is a file" if probe == os.path.abspath(path) else f"lies inside the file {probe}"
-        raise UserError(f"{flag} {path} {where}, not a folder; give a folder path.")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path} is not writable (no write permission on {probe}); choose another folder.")
-
-
-def check_writable_file(path, flag):
-    """Fail before any work starts if a file cannot be written at `path` (nothing is created here)."""
-    if os.path.isdir(path):
-        raise UserError(f"{flag} {path} is a folder; give the path of a file to write.")
-    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
-
-

@@ -2,18 +2,16 @@
 
 An eval loop prepares the model once and calls the predictor per image:
 
-    predict = prepare_model(model, "fold_bn+channels_last", device)
+    predict = Predictor(model, "fold_bn+channels_last", device)
     logits = predict(images)                     # (B, classes, H, W), float32
     probs = predict_multiscale(predict, images, scales=(0.75, 1.0, 1.25), flip=True, classes=19)
 
 A mode is a preset name from MODES or features joined by '+', from FEATURES. On the CPU, also call
-keep_cpu_memory() once per process: at 1024x2048 it alone makes eager inference ~2x faster.
+utils.device.keep_cpu_memory() once per process (see its docstring).
 
-Measured on a shared 2-core AMD EPYC (AVX-512, avx512_bf16), CGNet M3N21 at 1x3x1024x2048, against
-the original's eager fp32 with glibc's default allocator (benchmark.py, wall clock, 2 threads):
-exact 1.3x, compile 2.1x, bf16 2.2x, fast 3.6x; after keep_cpu_memory(): eager 2.1x, exact 2.6x,
-compile 3.3x, fast 5.9x. bf16 modes agreed with eager on 99.8 % of pixels (a briefly trained model);
-fp16 on a CPU without native fp16 is ~8x slower than eager.
+Exact modes (fold_bn, channels_last, compile) change only float rounding; bf16/fp16 trade accuracy for
+speed, and fp16 on a CPU without native fp16 is several times slower than eager. `python benchmark.py
+--all` measures every mode on the machine at hand; the README's speed table comes from it.
 
 torch.compile specialises on the input shape: each new shape (every scale of multi-scale testing)
 compiles once more (20-60 s on a small CPU, cached on disk afterwards) and after 8 shapes torch falls

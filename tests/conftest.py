@@ -1,5 +1,45 @@
+"""Shared by the test files: the repository on sys.path, tiny synthetic datasets in the real layouts
+(made once per session), and the command-line flags of a tiny CPU training run."""
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from tools.make_demo_data import make_camvid, make_cityscapes  # noqa: E402
+
+# The smallest CGNet that still has every kind of block, on the CPU, in the main process.
+TINY = ["--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]
+
+
+def train_argv(root, out, *extra):
+    """cityscapes_train.py flags for a tiny CPU run on the synthetic Cityscapes at `root`, writing under
+    `out` (statistics in out/inform.pkl, runs in out/ckpt/); later flags in `extra` override these."""
+    return ["--data_dir", root, "--train_data_list", f"{root}/cityscapes_train_list.txt",
+            "--val_data_list", f"{root}/cityscapes_val_list.txt", "--inform_data_file", f"{out}/inform.pkl",
+            "--savedir", f"{out}/ckpt/", "--input_size", "32,32", "--batch_size", "2", "--seed", "3",
+            "--train_type", "ontrain", *TINY, *extra]
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """synthetic(kind, n_train, n_val, n_test, size) -> the root of such a dataset, made once per session."""
+    made = {}
+
+    def make(kind="cityscapes", n_train=6, n_val=2, n_test=2, size=(48, 96)):
+        key = (kind, n_train, n_val, n_test, tuple(size))
+        if key not in made:
+            root = str(tmp_path_factory.mktemp(kind))
+            maker = make_cityscapes if kind == "cityscapes" else make_camvid
+            maker(root, n_train=n_train, n_val=n_val, n_test=n_test, size=size)
+            made[key] = root
+        return made[key]
+    return make
+
+
+@pytest.fixture(scope="session")
+def cs(synthetic):
+    """6 train, 2 val, 2 test Cityscapes-layout images of 48x96."""
+    return synthetic()

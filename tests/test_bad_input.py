@@ -24,13 +24,12 @@ import cityscapes_test
 import cityscapes_train
 from dataset.inform import get_inform
 from model import build_model
-from tools.make_demo_data import make_cityscapes
+from conftest import ROOT
 from utils.checkpoint import save_checkpoint
 from utils.device import select_device
 from utils.files import check_writable_file
 from utils.errors import UserError, run_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"--M": "1", "--N": "1", "--num_workers": "0", "--cuda": "false", "--gpus": ""}
 
 
@@ -43,11 +42,10 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(synthetic, tmp_path_factory):
     """A tiny Cityscapes (2 train, 2 val, 1 test images of 32x64), its statistics and matching checkpoints."""
     root = tmp_path_factory.mktemp("bad_input")
-    cs = str(root / "cityscapes")
-    make_cityscapes(cs, n_train=2, n_val=2, n_test=1, size=(32, 64))
+    cs = synthetic(n_train=2, n_val=2, n_test=1, size=(32, 64))
     inform = str(root / "inform.pkl")
     get_inform(inform, cs, "cityscapes_trainval_list.txt", 19, 255, log=lambda *a: None)
     ckpt = str(root / "cgnet19.pth")
@@ -382,6 +380,7 @@ def test_save_seg_dir_not_writable(data, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------------- Ctrl-C
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_keeps_the_last_checkpoint(data, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CGNET_DEBUG"}
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
@@ -424,6 +423,7 @@ def test_ctrl_c_during_evaluation_keeps_complete_pngs(data, tmp_path, capsys, mo
 
 # ------------------------------------------------------------------------------------- as real commands
 
+@pytest.mark.slow
 def test_scripts_exit_with_one_sentence_and_no_traceback(data, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CGNET_DEBUG"}
     bad, bad_label = bad_label_list(data, tmp_path)

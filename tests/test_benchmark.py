@@ -103,6 +103,7 @@ def test_cuda_without_a_gpu_is_a_user_error():
         run(["--device", "cuda", "--input_size", "16,16"])
 
 
+@pytest.mark.slow
 def test_compare_reports_every_model(tmp_path, capsys):
     out = tmp_path / "compare.json"
     run(["--device", "cpu", "--compare", "--input_size", "32,48", "--warmup", "0", "--runs", "1",

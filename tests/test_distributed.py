@@ -11,29 +11,22 @@ import cityscapes_train
 from dataset.datasets import read_list
 from dataset.inform import read_inform
 from model import build_model
-from tools.make_demo_data import make_cityscapes
+from conftest import ROOT, train_argv as tiny_train_argv
 from utils import dist as du
 import engine.train as engine
 from engine.checkpoint import load_weights
 from utils.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 @pytest.fixture(scope="module")
-def cs(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("cityscapes"))
-    make_cityscapes(root, n_train=8, n_val=3, n_test=1, size=(48, 96))
-    return root
+def cs(synthetic):
+    return synthetic(n_train=8, n_val=3, n_test=1)
 
 
 def train_argv(root, out, *extra):
-    return ["--data_dir", root, "--train_data_list", f"{root}/cityscapes_train_list.txt",
-            "--val_data_list", f"{root}/cityscapes_val_list.txt", "--inform_data_file", f"{out}/inform.pkl",
-            "--savedir", f"{out}/ckpt/", "--input_size", "32,32", "--seed", "5", "--train_type", "ontrain",
-            "--M", "1", "--N", "2", "--num_workers", "0", *extra]
+    return tiny_train_argv(root, out, "--seed", "5", *extra)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_save_once_and_validate_like_one_process(cs, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "cityscapes_train.py", *train_argv(cs, tmp_path, "--batch_size", "4", "--max_epochs", "2", "--cuda", "false")]
@@ -146,6 +139,7 @@ def _sum_of_ranks(fail_on_rank):
         du.cleanup()
 
 
+@pytest.mark.slow
 def test_spawn_starts_a_working_process_group_and_reports_errors():
     assert du.spawn(_sum_of_ranks, 2, -1) == {"world": 2, "sum": 3, "local_rank": 0}
     with pytest.raises(UserError, match="rank 1 failed on purpose"):

@@ -83,6 +83,7 @@ def test_every_eager_mode_runs_and_exact_modes_match(mode):
         assert (out - ref).abs().max() <= 0.1 * ref.abs().max()
 
 
+@pytest.mark.slow
 def test_compile_mode_matches_eager():
     # torch.compile takes a while on a small CPU: the smallest network and input
     model = cgnet(classes=3, M=1, N=1)
@@ -92,7 +93,7 @@ def test_compile_mode_matches_eager():
     assert_close_logits(Predictor(model, "compile", "cpu")(x), ref)
 
 
-def test_prepare_model_leaves_the_model_alone():
+def test_predictor_leaves_the_model_alone():
     model = cgnet()
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -12,11 +12,10 @@ import torch
 
 import cityscapes_train
 from model import build_model
-from tools.make_demo_data import make_cityscapes
+from conftest import ROOT, train_argv
 from engine.checkpoint import load_weights
 from utils.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS, PER_EPOCH = 3, 3  # 6 images, batch 2
 
 # Runs the training script; HOOK makes it stop (and touch MARKER) at a chosen moment, so that the test
@@ -62,13 +61,6 @@ run_cli(cityscapes_train.main, cityscapes_train.get_args_parser())
 
 
 @pytest.fixture(scope="module")
-def cs(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("cityscapes"))
-    make_cityscapes(root, n_train=6, n_val=2, n_test=1, size=(48, 96))
-    return root
-
-
-@pytest.fixture(scope="module")
 def wrapper(tmp_path_factory):
     path = tmp_path_factory.mktemp("wrapper") / "train.py"
     path.write_text(WRAPPER.format(root=ROOT))
@@ -76,11 +68,8 @@ def wrapper(tmp_path_factory):
 
 
 def argv(root, out, *extra):
-    return ["--data_dir", root, "--train_data_list", f"{root}/cityscapes_train_list.txt",
-            "--val_data_list", f"{root}/cityscapes_val_list.txt", "--inform_data_file", f"{root}/inform.pkl",
-            "--savedir", f"{out}/ckpt/", "--input_size", "32,32", "--batch_size", "2", "--seed", "11",
-            "--train_type", "ontrain", "--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false",
-            "--max_epochs", str(EPOCHS), "--resume", "auto", *extra]
+    return train_argv(root, out, "--inform_data_file", f"{root}/inform.pkl", "--seed", "11",
+                      "--max_epochs", str(EPOCHS), "--resume", "auto", *extra)
 
 
 def run_dir(out):
@@ -132,6 +121,7 @@ def assert_same_run(resumed, reference):
     load_weights(build_model("CGNet", 19, M=1, N=2), os.path.join(resumed, f"model_{EPOCHS}.pth"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_auto_ends_like_an_uninterrupted_run(cs, wrapper, uninterrupted, tmp_path):
     out = str(tmp_path)
     proc = start(wrapper, cs, out, hook=f"iteration:{PER_EPOCH + 1}")  # epoch 2, second iteration
@@ -143,6 +133,7 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_like_an_uninterrupted_run(cs, w
     assert_same_run(run_dir(out), uninterrupted)
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_the_checkpoint_keeps_the_last_complete_one(cs, wrapper, uninterrupted, tmp_path):
     out = str(tmp_path)
     proc = start(wrapper, cs, out, hook="save:2")

@@ -1,6 +1,6 @@
 """What prepare_cityscapes.py and prepare_camvid.py share: split lists, their checks, a progress counter.
 
-A list holds one sample per line, paths relative to the data folder: `image label` (ORIGINAL.md §5).
+A list holds one sample per line, paths relative to the data folder: `image label`, as in the original release's lists.
 """
 import os
 import shlex

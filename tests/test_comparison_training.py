@@ -5,27 +5,21 @@ import pytest
 
 import cityscapes_eval
 import cityscapes_train
-from tools.make_demo_data import make_cityscapes
+from conftest import train_argv
 from utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def cs(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("cs"))
-    make_cityscapes(root, n_train=2, n_val=1, n_test=1, size=(32, 64))
-    return root
+def cs(synthetic):
+    return synthetic(n_train=2, n_val=1, n_test=1, size=(32, 64))
 
 
 def run(cs, out, model, *extra):
-    args = cityscapes_train.get_args_parser().parse_args([
-        "--model", model, "--data_dir", cs, "--train_data_list", f"{cs}/cityscapes_train_list.txt",
-        "--val_data_list", f"{cs}/cityscapes_val_list.txt", "--inform_data_file", f"{out}/inform.pkl",
-        "--savedir", f"{out}/ckpt/", "--input_size", "32,32", "--batch_size", "2", "--max_epochs", "1",
-        "--num_workers", "0", "--cuda", "false", "--seed", "0", "--train_type", "ontrain", *extra])
-    return cityscapes_train.main(args)
+    argv = train_argv(cs, out, "--model", model, "--max_epochs", "1", "--seed", "0", *extra)
+    return cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(argv))
 
 
-@pytest.mark.parametrize("model", ["ENet", "ESPNet", "LRASPP", "EncNet"])
+@pytest.mark.parametrize("model", ["ENet", "ESPNet", "LRASPP", pytest.param("EncNet", marks=pytest.mark.slow)])
 def test_one_epoch_train_and_eval_through_the_scripts(cs, tmp_path, model):
     summary = run(cs, tmp_path, model)
     assert os.path.basename(summary["run_dir"]) == f"{model}_bs2cpu_ontrain"
@@ -37,6 +31,7 @@ def test_one_epoch_train_and_eval_through_the_scripts(cs, tmp_path, model):
     assert 0 <= result["mIoU"] <= 1
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused(cs, tmp_path):
     summary = run(cs, tmp_path, "ENet")
     with pytest.raises(UserError, match="trained with --model ENet"):

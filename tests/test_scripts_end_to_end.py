@@ -16,33 +16,17 @@ import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
 from dataset.inform import compute_inform, get_inform, read_inform
-from tools.make_demo_data import make_camvid, make_cityscapes
+from conftest import TINY, train_argv
 from utils.errors import UserError
 from utils.optim import poly_lr
 
-TINY = ["--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]
-
-
 @pytest.fixture(scope="module")
-def cs(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("cityscapes"))
-    make_cityscapes(root, n_train=6, n_val=2, n_test=2, size=(48, 96))
-    return root
-
-
-@pytest.fixture(scope="module")
-def cv(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("camvid"))
-    make_camvid(root, n_train=4, n_val=2, n_test=2, size=(36, 48))
-    return root
+def cv(synthetic):
+    return synthetic("camvid", n_train=4, n_val=2, n_test=2, size=(36, 48))
 
 
 def cs_train_args(root, out, *extra):
-    return cityscapes_train.get_args_parser().parse_args([
-        "--data_dir", root, "--train_data_list", f"{root}/cityscapes_train_list.txt",
-        "--val_data_list", f"{root}/cityscapes_val_list.txt", "--inform_data_file", f"{out}/inform.pkl",
-        "--savedir", f"{out}/ckpt/", "--input_size", "32,32", "--batch_size", "2", "--seed", "3",
-        "--train_type", "ontrain", *TINY, *extra])
+    return cityscapes_train.get_args_parser().parse_args(train_argv(root, out, *extra))
 
 
 @pytest.fixture(scope="module")
@@ -167,87 +151,6 @@ def test_seeded_cpu_runs_are_repeatable(cs, tmp_path):
     wa = torch.load(os.path.join(a["run_dir"], "model_1.pth"), weights_only=True)["model"]
     wb = torch.load(os.path.join(b["run_dir"], "model_1.pth"), weights_only=True)["model"]
     assert a["loss"] == b["loss"] and all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-README_COMMANDS = [
-    (cityscapes_train, "--gpus 0,1 --dataset cityscapes --train_type ontrain --train_data_list "
-                       "./dataset/list/Cityscapes/cityscapes_train_list.txt --max_epochs 300"),
-    (cityscapes_train, "--gpus 0,1 --dataset cityscapes --train_type ontrainval --train_data_list "
-                       "./dataset/list/Cityscapes/cityscapes_trainval_list.txt --max_epochs 350"),
-    (cityscapes_eval, "--gpus 0 --val_data_list ./dataset/list/Cityscapes/cityscapes_val_list.txt --resume "
-                      "./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrain/model_cityscapes_train_on_trainset.pth"),
-    (cityscapes_test, "--gpus 0 --test_data_list ./dataset/list/Cityscapes/cityscapes_test_list.txt --resume "
-                      "./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrainval/model_cityscapes_train_on_trainvalset.pth"),
-    (camvid_train, ""),
-    (camvid_test, ""),
-]
-
-
-@pytest.mark.parametrize("script, line", README_COMMANDS)
-def test_original_command_lines_parse(script, line):
-    args = script.get_args_parser().parse_args(shlex.split(line))
-    assert args.model == "CGNet" and args.cuda is True
-
-
-def test_original_defaults():
-    c = cityscapes_train.get_args_parser().parse_args([])
-    assert (c.input_size, c.batch_size, c.max_epochs, c.gpus, c.classes, c.lr) == ((680, 680), 16, 350, "0,1", 19, 1e-3)
-    assert c.data_dir == "./data/cityscapes" and c.resume is None and c.val_interval == 50
-    v = camvid_train.get_args_parser().parse_args([])
-    assert (v.input_size, v.batch_size, v.max_epochs, v.gpus, v.classes, v.ignore_label) == ((360, 360), 8, 800, "0", 11, 11)
-    assert cityscapes_eval.get_args_parser().parse_args([]).save_seg_dir == "./result/cityscapes/val/"
-    assert cityscapes_test.get_args_parser().parse_args([]).save_seg_dir == "./result/cityscapes/test/"
-
-
-@pytest.mark.parametrize("text, value", [("true", True), ("0", False), ("yes", True), ("No", False)])
-def test_boolean_flags_accept_words_and_digits(text, value):
-    args = cityscapes_train.get_args_parser().parse_args(["--cuda", text, "--random_mirror", text])
-    assert args.cuda is value and args.random_mirror is value
-
-
-def test_inform_matches_the_formulas_on_a_hand_checked_example(tmp_path):
-    root = tmp_path
-    (root / "img").mkdir()
-    a = np.zeros((2, 2, 3), np.uint8)
-    a[..., 0], a[..., 1], a[..., 2] = 10, 20, 30             # BGR
-    b = np.zeros((2, 2, 3), np.uint8)
-    b[0, :, 0], b[1, :, 0] = 0, 40                           # blue 0/40 -> mean 20, std 20
-    la = np.array([[0, 0], [1, 255]], np.uint8)
-    lb = np.array([[2, 2], [2, 2]], np.uint8)
-    import cv2
-    for name, img, lab in (("a", a, la), ("b", b, lb)):
-        cv2.imwrite(str(root / "img" / f"{name}.png"), img)
-        cv2.imwrite(str(root / "img" / f"{name}_l.png"), lab)
-    (root / "list.txt").write_text("img/a.png img/a_l.png\nimg/b.png img/b_l.png\n")
-    info = compute_inform(str(root), "list.txt", 3, 255)
-    assert info["mean"].tolist() == pytest.approx([(10 + 20) / 2, 20 / 2, 30 / 2])
-    assert info["std"].tolist() == pytest.approx([(0 + 20) / 2, 0, 0])
-    share = np.array([2, 1, 4]) / 7                          # class pixels among the 7 labelled ones
-    assert info["classWeights"].tolist() == pytest.approx((1 / np.log(1.10 + share)).tolist(), rel=1e-6)
-    assert all(v.dtype == np.float32 for v in info.values())
-
-
-def test_original_style_inform_pickle_loads_and_foreign_pickles_are_refused(tmp_path):
-    original = {"mean": np.array([73.158, 82.909, 72.392], np.float32),
-                "std": np.array([47.6, 48.5, 47.7], np.float32),
-                "classWeights": np.ones(19, np.float32)}
-    for protocol in (2, 3, 4):
-        path = tmp_path / f"ok{protocol}.pkl"
-        path.write_bytes(pickle.dumps(original, protocol=protocol))
-        assert read_inform(str(path))["mean"].tolist() == pytest.approx(original["mean"].tolist())
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-    bad = tmp_path / "bad.pkl"
-    bad.write_bytes(pickle.dumps({"mean": Evil()}))
-    with pytest.raises(UserError, match="not a valid statistics file"):
-        read_inform(str(bad))
-    assert not marker.exists()
-    with pytest.raises(UserError, match="19 classes but --classes is 11"):
-        path = tmp_path / "ok3.pkl"
-        get_inform(str(path), str(tmp_path), "none.txt", 11, 11)
 
 
 def eval_args(cs, out, ckpt, save, *extra):
