@@ -4,8 +4,10 @@
 
 DATA_DIR holds the official zips unpacked side by side: leftImg8bit_trainvaltest.zip gives
 DATA_DIR/leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png and gtFine_trainvaltest.zip gives
-DATA_DIR/gtFine/{train,val,test}/<city>/*_gtFine_polygons.json. Each missing label image is made with the
-official cityscapesScripts conversion (the one csCreateTrainIdLabelImgs applies to every file); a rerun only checks.
+DATA_DIR/gtFine/{train,val,test}/<city>/*_gtFine_polygons.json (and *_gtFine_labelIds.png). Each missing
+label image is made with the official cityscapesScripts conversion (the one csCreateTrainIdLabelImgs applies to
+every file), or, where a frame has only its *_gtFine_labelIds.png, by mapping those ids through cityscapesScripts'
+label table (the same id -> trainId pairs); a rerun only checks.
 """
 import argparse
 import contextlib
@@ -13,6 +15,9 @@ import io
 import os
 import sys
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,6 +29,7 @@ from utils.errors import UserError, run_cli  # noqa: E402
 SHIPPED = REPO / "dataset" / "list" / "Cityscapes"
 ZIPS = {"leftImg8bit": "leftImg8bit_trainvaltest.zip", "gtFine": "gtFine_trainvaltest.zip"}
 IMAGE, POLYGONS, LABEL = "_leftImg8bit.png", "_gtFine_polygons.json", "_gtFine_labelTrainIds.png"
+LABEL_IDS = "_gtFine_labelIds.png"
 
 
 def get_args_parser():
@@ -45,36 +51,64 @@ def check_layout(data_dir):
         print(f"notice: {data_dir / 'leftImg8bit' / 'test'} not found, so the test list will be empty.")
 
 
-def label_path(polygons):
-    return polygons.with_name(polygons.name[:-len(POLYGONS)] + LABEL)
-
-
 def make_train_ids(data_dir):
-    """Convert each train/val *_gtFine_polygons.json whose *_labelTrainIds.png is missing; returns how many."""
-    todo = [p for split in ("train", "val") for p in sorted((data_dir / "gtFine" / split).glob(f"*/*{POLYGONS}"))
-            if not label_path(p).is_file()]
+    """Make each missing train/val *_labelTrainIds.png from its *_polygons.json, or from its *_labelIds.png where
+    the frame has no polygons; returns how many were made."""
+    todo = {}
+    for split in ("train", "val"):
+        for suffix in (LABEL_IDS, POLYGONS):  # polygons second: the official conversion wins where both exist
+            for source in sorted((data_dir / "gtFine" / split).glob(f"*/*{suffix}")):
+                label = source.with_name(source.name[:-len(suffix)] + LABEL)
+                if not label.is_file():
+                    todo[label] = source
     if not todo:
         return 0
     try:
         from cityscapesscripts.helpers.annotation import Annotation
+        from cityscapesscripts.helpers.labels import labels
         from cityscapesscripts.preparation.json2labelImg import createLabelImage
     except ImportError:
         raise UserError("the labelTrainIds images are made with cityscapesScripts, which is not installed: "
                         "pip install cityscapesScripts==2.3.0 and run this again.") from None
-    for polygons in progress(todo, "making *_gtFine_labelTrainIds.png"):
-        said = io.StringIO()
-        try:
-            # cityscapesScripts reports a bad file by printing and calling sys.exit: catch both.
-            with contextlib.redirect_stdout(said):
-                annotation = Annotation()
-                annotation.fromJsonFile(str(polygons))
-                image = createLabelImage(annotation, "trainIds")
-        except (Exception, SystemExit) as e:
-            reason = (said.getvalue().strip().splitlines() or [repr(e)])[0].removeprefix("ERROR: ")
-            raise UserError(f"{polygons} could not be converted ({reason}): unzip {ZIPS['gtFine']} into "
-                            f"{data_dir} again.") from e
-        atomic_write(label_path(polygons), lambda tmp: image.save(tmp, format="PNG"))
+    # labelId -> trainId as cityscapesScripts' table has it; ids without a trainId (and unknown ids) -> 255.
+    to_train_id = np.full(256, 255, np.uint8)
+    for entry in labels:
+        if 0 <= entry.id < 256 and 0 <= entry.trainId < 255:
+            to_train_id[entry.id] = entry.trainId
+    for label, source in progress(todo.items(), "making *_gtFine_labelTrainIds.png"):
+        if source.name.endswith(POLYGONS):
+            image = polygons_to_train_ids(source, data_dir, Annotation, createLabelImage)
+        else:
+            image = Image.fromarray(to_train_id[label_ids(source, data_dir)])
+        atomic_write(label, lambda tmp: image.save(tmp, format="PNG"))
     return len(todo)
+
+
+def polygons_to_train_ids(polygons, data_dir, Annotation, createLabelImage):
+    said = io.StringIO()
+    try:
+        # cityscapesScripts reports a bad file by printing and calling sys.exit: catch both.
+        with contextlib.redirect_stdout(said):
+            annotation = Annotation()
+            annotation.fromJsonFile(str(polygons))
+            return createLabelImage(annotation, "trainIds")
+    except (Exception, SystemExit) as e:
+        reason = (said.getvalue().strip().splitlines() or [repr(e)])[0].removeprefix("ERROR: ")
+        raise UserError(f"{polygons} could not be converted ({reason}): unzip {ZIPS['gtFine']} into "
+                        f"{data_dir} again.") from e
+
+
+def label_ids(path, data_dir):
+    """The (H, W) uint8 labelIds of a *_gtFine_labelIds.png."""
+    try:
+        with Image.open(path) as image:
+            mode, ids = image.mode, np.asarray(image)
+    except Exception:  # PIL raises several types for a file that is not an image
+        mode = None
+    if mode != "L":
+        raise UserError(f"{path} is not a single-channel labelIds image: unzip {ZIPS['gtFine']} into "
+                        f"{data_dir} again.")
+    return ids
 
 
 def samples_on_disk(data_dir):
