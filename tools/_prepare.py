@@ -1,15 +1,20 @@
 """What prepare_cityscapes.py and prepare_camvid.py share: split lists, their checks, a progress counter.
 
 A list holds one sample per line, paths relative to the data folder: `image label`, as in the original release's lists.
+This module is not a command; run tools/prepare_cityscapes.py or tools/prepare_camvid.py.
 """
+import argparse
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from utils.files import atomic_write
-from utils.errors import UserError
-from utils.progress import Progress
+if __name__ == "__main__":  # run as a file (python tools/_prepare.py --help): the repository root is not on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.files import atomic_write  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.progress import Progress  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "trainval", "test")
@@ -96,3 +101,11 @@ def summary(chosen, command):
     for split, (rows, source) in chosen.items():
         print(f"{split:>8}: {len(rows)} samples ({source} list)")
     print(f"ready; train with:\n  {command}")
+
+
+if __name__ == "__main__":
+    argparse.ArgumentParser(description="Shared code of tools/prepare_cityscapes.py and tools/prepare_camvid.py, "
+                                        "not a command: run one of those (each takes --help).").parse_args()
+    print("error: tools/_prepare.py is not a command; run tools/prepare_cityscapes.py DATA_DIR or "
+          "tools/prepare_camvid.py DATA_DIR.", file=sys.stderr)
+    sys.exit(2)

@@ -1,6 +1,7 @@
 """Plot a training log.txt: train loss, and train/val mIoU, over epochs.
 
     python tools/plot_log.py checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrainval/log.txt
+    python tools/plot_log.py checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrainval     # the run folder: its log.txt
 
 The log has the original's format: `Parameters: N`, a header line starting with `Epoch`, then one row per
 epoch, `epoch  train_loss  train_mIoU  [val_mIoU]  lr`, tab separated (val_mIoU only on validation epochs).
@@ -19,15 +20,15 @@ EXPECTED = "epoch, train loss, train mIoU, [val mIoU,] lr"
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description="Plot the loss and mIoU curves of a training log.txt.")
-    parser.add_argument("log", type=Path, help="log.txt written by a training run")
-    parser.add_argument("--out", type=Path, default=None, help="PNG to write (default: log.png next to LOG)")
+    parser.add_argument("log", type=Path, help="log.txt written by a training run, or its run folder")
+    parser.add_argument("--out", type=Path, default=None, help="PNG to write (default: log.png next to the log)")
     return parser
 
 
 def read_log(path):
     """{epoch: (train_loss, train_mIoU, val_mIoU or None)}; a resumed run's later row for an epoch wins."""
     if not path.is_file():
-        raise UserError(f"{path} not found: give the log.txt that a training run wrote to its --savedir.")
+        raise UserError(f"{path} not found: give a run folder or the log.txt that a training run wrote to it.")
     try:
         lines = [line for line in path.read_text().splitlines() if line.strip()]
     except UnicodeDecodeError:
@@ -79,8 +80,9 @@ def plot(rows, out):
 
 
 def main(args):
-    out = args.out or args.log.with_name("log.png")
-    plot(read_log(args.log), out)
+    log = args.log / "log.txt" if args.log.is_dir() else args.log  # a run folder: the log the training wrote
+    out = args.out or log.with_name("log.png")
+    plot(read_log(log), out)
     print(f"wrote {out}")
     return out
 
