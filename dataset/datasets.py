@@ -8,11 +8,14 @@ import torch
 from PIL import Image
 
 from utils.errors import UserError
+from utils.progress import plural
 
 cv2.setNumThreads(0)  # DataLoader workers already run in parallel; OpenCV threads inside them only contend.
 
 
 LABEL_MODES = ("L", "I;16", "I;16B", "I")  # single-channel PNG modes; cv2 reads them as class indices
+FORMAT = ("file paths relative to --data_dir, separated by spaces or tabs; a path cannot contain a space "
+          "and names a file, not a folder")
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,13 @@ class Sample:
 def read_list(list_path, data_dir, with_label, flag):
     """Parse a list file (`image label` or `image` per line, relative to data_dir) and check the files.
 
-    Existence and sizes are checked from the PNG headers only (nothing is decoded), so a broken dataset
-    fails in seconds, before any training.
+    Fields may be separated by any run of spaces or tabs, and a UTF-8 byte-order mark (Windows Notepad
+    writes one) is dropped. Existence and sizes are checked from the PNG headers only (nothing is
+    decoded), so a broken dataset fails in seconds, before any training.
     """
     if not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir} is not a directory; point it at the dataset's root folder "
-                        f"(see the README, 'Preparing the datasets').")
+                        f"(see the README, 'Preparing the real datasets').")
     if os.path.isdir(list_path):
         raise UserError(f"{flag} {list_path} is a directory; give the path of a list file "
                         f"(the originals are in dataset/list/).")
@@ -41,7 +45,7 @@ def read_list(list_path, data_dir, with_label, flag):
     fields = 2 if with_label else 1
     samples = []
     try:
-        with open(list_path, encoding="utf-8") as f:
+        with open(list_path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{flag} {list_path} is not a text file; give a list file with one "
@@ -55,8 +59,8 @@ def read_list(list_path, data_dir, with_label, flag):
         # Test lists have no labels; an `image label` list is accepted there too (labels unused).
         if len(parts) != fields and not (not with_label and len(parts) == 2):
             want = "'image label'" if with_label else "'image'"
-            raise UserError(f"{flag} {list_path} line {n} has {len(parts)} fields, expected {want} "
-                            f"separated by a space; fix or remove that line.")
+            raise UserError(f"{flag} {list_path} line {n} has {plural(len(parts), 'field')}, expected {want}: "
+                            f"{FORMAT}; fix or remove that line.")
         image = os.path.join(data_dir, parts[0])
         label = os.path.join(data_dir, parts[1]) if with_label else ""
         samples.append(Sample(image, label, os.path.splitext(os.path.basename(parts[0]))[0], n))
@@ -101,8 +105,10 @@ def check_files(samples, list_path, flag, show=3):
                                 f"is {image[0]}x{image[1]}")
     if problems:
         shown = "; ".join(problems[:show]) + (f"; and {len(problems) - show} more" if len(problems) > show else "")
-        raise UserError(f"{flag} {list_path} names files that cannot be used ({shown}); check --data_dir, that "
-                        f"labels are class-index PNGs, and the dataset download (tools/prepare_*.py verifies it).")
+        want = "'image label'" if any(s.label for s in samples) else "'image'"
+        raise UserError(f"{flag} {list_path} names files that cannot be used ({shown}); check --data_dir, the list "
+                        f"(one {want} per line: {FORMAT}), that labels are class-index PNGs, and the dataset "
+                        f"download (tools/prepare_*.py verifies it).")
 
 
 def load_image(path):
