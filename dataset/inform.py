@@ -3,14 +3,19 @@
 The original pickled a dict of numpy float32 arrays. We write the same format (so either
 implementation reads the other's file) but read it with a restricted unpickler that only builds numpy
 arrays, plain dicts and numbers: loading never runs code.
+
+Our files add a "source" entry of plain str/int values: the data they were computed from. A cached file
+whose source differs from the current --data_dir/--dataset_list is recomputed (with a notice); a file
+without one (the original's) is used as it is.
 """
+import hashlib
 import os
 import pickle
 
 import numpy as np
 
 from dataset.datasets import load_image, load_label, read_list
-from utils.files import atomic_write, check_writable_dir
+from utils.files import atomic_write, check_writable_file
 from utils.errors import UserError
 from utils.progress import Progress
 
@@ -54,6 +59,28 @@ def compute_inform(data_dir, dataset_list, classes, ignore_label):
             "classWeights": (1 / np.log(NORM_VAL + share)).astype(np.float32)}
 
 
+def list_source(data_dir, dataset_list):
+    """What the statistics are computed from, in plain types, or None when the list cannot be read.
+
+    The fingerprint is the list's text (SHA-256), not its size and mtime: a copied or re-checked-out list
+    keeps its text but not its mtime, and recomputing costs a full pass over the images (minutes on
+    Cityscapes), while hashing a list costs microseconds. Images changed in place under the same names are
+    not seen; the data folder's path and the list's text are what this can check cheaply."""
+    list_path = os.path.join(data_dir, dataset_list)
+    try:
+        with open(list_path, "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return {"data_dir": os.path.realpath(data_dir), "dataset_list": dataset_list,
+            "images": sum(1 for line in text.splitlines() if line.strip()),
+            "sha256": hashlib.sha256(text).hexdigest()}
+
+
+def describe(source):
+    return f"{os.path.join(source['data_dir'], source['dataset_list'])} ({source['images']} images)"
+
+
 def read_inform(path):
     try:
         with open(path, "rb") as f:
@@ -67,7 +94,11 @@ def read_inform(path):
     if not ok:
         raise UserError(f"--inform_data_file {path} does not hold the expected mean, std and classWeights arrays; "
                         f"delete it and it will be recomputed from --data_dir/--dataset_list.")
-    return {k: info[k].astype(np.float32) for k in KEYS}
+    result = {k: info[k].astype(np.float32) for k in KEYS}
+    source = info.get("source")
+    if isinstance(source, dict) and {"data_dir", "dataset_list", "images", "sha256"} <= set(source):
+        result["source"] = source
+    return result
 
 
 def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
@@ -75,15 +106,33 @@ def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
     if os.path.isdir(path):
         raise UserError(f"--inform_data_file {path} is a directory; give the path of a .pkl file "
                         f"(it is computed there when absent).")
+    source = list_source(data_dir, dataset_list)
     if os.path.exists(path):
         info = read_inform(path)
-        if len(info["classWeights"]) != classes:
-            raise UserError(f"--inform_data_file {path} has class weights for {len(info['classWeights'])} classes "
-                            f"but --classes is {classes}; delete it (it will be recomputed) or give another path.")
-        return info
-    check_writable_dir(os.path.dirname(os.path.abspath(path)), "--inform_data_file")  # before the long pass
+        cached = info.get("source")
+        if cached is None or source is None or cached == source:
+            # The original's file (no source) is used as it is; so is ours when the list cannot be read now
+            # (evaluating where only the val images are), with a word about where it came from.
+            if cached is not None and source is None:
+                log(f"notice: {os.path.join(data_dir, dataset_list)} cannot be read, so the statistics of "
+                    f"{path} (computed from {describe(cached)}) are used unchecked.")
+            if len(info["classWeights"]) != classes:
+                raise UserError(f"--inform_data_file {path} has class weights for {len(info['classWeights'])} "
+                                f"classes but --classes is {classes}; delete it (it will be recomputed) or give "
+                                f"another path.")
+            return info
+        if cached["data_dir"] != source["data_dir"]:
+            change = f"--data_dir is now {source['data_dir']}"
+        elif cached["dataset_list"] != source["dataset_list"]:
+            change = f"--dataset_list is now {source['dataset_list']}"
+        else:
+            change = f"that list has changed since ({source['images']} images now)"
+        log(f"notice: {path} was computed from {describe(cached)}, but {change}; recomputing the statistics.")
+    check_writable_file(path, "--inform_data_file")  # before the long pass
     log(f"computing dataset statistics from {os.path.join(data_dir, dataset_list)} (once; cached at {path})")
     info = compute_inform(data_dir, dataset_list, classes, ignore_label)
+    if source is not None:
+        info["source"] = source
     def write(tmp):
         with open(tmp, "wb") as f:
             pickle.dump(info, f, protocol=3)  # Python 3.6, the original's, reads it
