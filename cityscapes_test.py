@@ -12,7 +12,7 @@ from utils.errors import run_cli
 
 def get_args_parser():
     p = eval_parser(CITYSCAPES, "--test_data_list", CITYSCAPES.test_list, "./result/cityscapes/test/",
-                    "Predict unlabelled Cityscapes images and write a submission for the server.")
+                    "Predict unlabelled Cityscapes images and write a submission for the server.", labelled=False)
     p.add_argument("--submit_dir", default="./result/cityscapes_submit/",
                    help="folder of {name}.png labelId predictions, one per image, as the server expects")
     p.add_argument("--zip", default=None, help="also pack the submission PNGs into this .zip file")

@@ -66,7 +66,8 @@ def train_parser(spec):
     return p
 
 
-def eval_parser(spec, list_flag, list_default, save_default, description):
+def eval_parser(spec, list_flag, list_default, save_default, description, labelled=True):
+    """The flags of the evaluation (labelled list) and test scripts."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(p, spec)
     p.add_argument(list_flag, default=list_default, help="list of images (and labels) to run on")
@@ -75,6 +76,10 @@ def eval_parser(spec, list_flag, list_default, save_default, description):
     p.add_argument("--resume", default=spec.resume_eval if list_flag == "--val_data_list" else spec.resume_test,
                    help="checkpoint to evaluate (required to exist)")
     p.add_argument("--save_seg_dir", default=save_default, help="where prediction PNGs are written")
+    if labelled:
+        p.add_argument("--metrics", default=None, metavar="FILE",
+                       help="write the metrics (per-class IoU, mIoU, pixel accuracy, checkpoint, list) to this JSON "
+                            "file and no prediction PNGs (--save_seg_dir is then not used)")
     p.add_argument("--overlay", type=str2bool, default=False,
                    help="also write {name}_overlay.png: the colour mask blended on the image")
     p.add_argument("--panel", type=str2bool, default=False,

@@ -1,4 +1,5 @@
 """Evaluation and testing, shared by cityscapes_eval.py, camvid_test.py and cityscapes_test.py."""
+import contextlib
 import math
 import os
 import zipfile
@@ -14,7 +15,8 @@ from model.inference import Predictor, predict_multiscale
 from utils.device import keep_cpu_memory, select_device
 from utils.dist import log
 from utils.errors import UserError
-from utils.files import BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png
+from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png,
+                         staged_folder)
 from utils.metric import ConfusionMatrix
 from utils.progress import Progress
 from utils.vis import overlay, panel
@@ -45,19 +47,32 @@ def validate(model, samples, mean, args, device, rank=0, world=1):
     return conf.compute()
 
 
-def _check_resume(args):
+def check_outputs(args, seg_dir):
+    """Before any work: the checkpoint exists and the picture folder (None: no pictures) can be written."""
     if not os.path.exists(args.resume):
         raise UserError(f"--resume {args.resume} does not exist; give the checkpoint to evaluate "
                         f"(see the README for where the released checkpoints go).")
+    if seg_dir:
+        check_writable_dir(seg_dir, "--save_seg_dir")
+    elif (args.overlay or args.panel) and getattr(args, "metrics", None):
+        raise UserError("--overlay/--panel write pictures but --metrics writes the metrics alone; drop one of them "
+                        "(--save_seg_dir without --metrics writes pictures and metrics.json).")
+    elif args.overlay or args.panel:
+        raise UserError("--overlay/--panel need --save_seg_dir, the folder to write the pictures to.")
 
 
-def save_pictures(args, spec, sample, pred, gt):
+def staged(folder):
+    """staged_folder(folder), or None for no folder: outputs appear all together or not at all."""
+    return staged_folder(folder, log) if folder else contextlib.nullcontext(None)
+
+
+def save_pictures(args, spec, folder, sample, pred, gt):
     """{name}_overlay.png / {name}_panel.png beside the predictions (runs in a writer thread)."""
     rgb = cv2.imread(sample.image, cv2.IMREAD_COLOR)[:, :, ::-1]
     if args.overlay:
-        save_png(os.path.join(args.save_seg_dir, f"{sample.name}_overlay.png"), overlay(rgb, pred, spec.palette))
+        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, spec.palette))
     if args.panel:
-        save_png(os.path.join(args.save_seg_dir, f"{sample.name}_panel.png"),
+        save_png(os.path.join(folder, f"{sample.name}_panel.png"),
                  panel(rgb, pred, spec.palette, gt, args.ignore_label))
 
 
@@ -76,14 +91,10 @@ def predictor(args, model, device):
     return Predictor(model, "+".join(features), device)
 
 
-def run_inference(args, spec, list_flag, with_label, write):
+def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None) queues its
-    PNGs on the background writer. Returns (samples, confusion matrix or None)."""
-    _check_resume(args)
-    if args.save_seg_dir:
-        check_writable_dir(args.save_seg_dir, "--save_seg_dir")
-    elif args.overlay or args.panel:
-        raise UserError("--overlay/--panel need --save_seg_dir, the folder to write the pictures to.")
+    PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
+    check_outputs. Returns (samples, confusion matrix or None)."""
     device, _ = select_device(args)
     model, _ = build_and_load(args, device, args.resume)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
@@ -123,7 +134,7 @@ def run_inference(args, spec, list_flag, with_label, write):
             for p, gt, i in zip(preds, gts, indices.tolist()):
                 write(writer, samples[i], p, gt)
                 if args.overlay or args.panel:
-                    writer.submit(save_pictures, args, spec, samples[i], p, gt)
+                    writer.submit(save_pictures, args, spec, picture_dir, samples[i], p, gt)
             done += len(preds)
             bar.update(done)
     finally:
@@ -133,34 +144,49 @@ def run_inference(args, spec, list_flag, with_label, write):
 
 def evaluate(args, spec, list_flag):
     """Per-class IoU, mean IoU and pixel accuracy over a labelled list; with --save_seg_dir also
-    `{name}.png` (class ids), `{name}_color.png` and metrics.json."""
-    def write(writer, sample, pred, gt):
-        if args.save_seg_dir:
-            writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}.png"), pred)
-            writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}_color.png"), pred, spec.palette)
-    samples, conf = run_inference(args, spec, list_flag, True, write)
-    metrics = conf.compute()
-    print_table(metrics, spec.class_names)
-    result = {"checkpoint": args.resume, "list": getattr(args, list_flag.lstrip("-")), "images": len(samples),
-              "mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"],
-              "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(spec.class_names, metrics["IoU"])}}
-    if args.save_seg_dir:
-        save_json(os.path.join(args.save_seg_dir, "metrics.json"), result)
-        log(f"predictions and metrics.json written to {args.save_seg_dir}")
+    `{name}.png` (class ids), `{name}_color.png` and metrics.json; with --metrics FILE that JSON alone.
+
+    The PNGs are staged and appear only when every image has been predicted: a bad label found at the
+    end of the list leaves no half set of predictions beside no metrics.json."""
+    seg_dir = None if args.metrics else args.save_seg_dir
+    check_outputs(args, seg_dir)
+    if args.metrics:
+        check_writable_file(args.metrics, "--metrics")
+    with staged(seg_dir) as stage:
+        def write(writer, sample, pred, gt):
+            if stage:
+                writer.submit(save_png, os.path.join(stage, f"{sample.name}.png"), pred)
+                writer.submit(save_png, os.path.join(stage, f"{sample.name}_color.png"), pred, spec.palette)
+        samples, conf = run_inference(args, spec, list_flag, True, write, stage)
+        metrics = conf.compute()
+        print_table(metrics, spec.class_names)
+        result = {"checkpoint": args.resume, "list": getattr(args, list_flag.lstrip("-")), "images": len(samples),
+                  "mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"],
+                  "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(spec.class_names, metrics["IoU"])}}
+        if stage:
+            save_json(os.path.join(stage, "metrics.json"), result)
+    if seg_dir:
+        log(f"predictions and metrics.json written to {seg_dir}")
+    if args.metrics:
+        save_json(args.metrics, result)
+        log(f"metrics written to {args.metrics}")
     return result
 
 
 def test(args, spec, list_flag):
     """Predict an unlabelled list: `{name}_color.png` to --save_seg_dir, and the server's labelId
-    `{name}.png` to --submit_dir (one PNG per image, nothing else, as the evaluator expects)."""
+    `{name}.png` to --submit_dir (one PNG per image, nothing else, as the evaluator expects); both sets
+    appear only once every image has been predicted."""
+    check_outputs(args, args.save_seg_dir)
     check_writable_dir(args.submit_dir, "--submit_dir")
     if args.zip:
         check_writable_file(args.zip, "--zip")
     to_label_id = np.asarray(spec.label_ids, np.uint8)
-    def write(writer, sample, pred, gt):
-        writer.submit(save_png, os.path.join(args.save_seg_dir, f"{sample.name}_color.png"), pred, spec.palette)
-        writer.submit(save_png, os.path.join(args.submit_dir, f"{sample.name}.png"), to_label_id[pred])
-    samples, _ = run_inference(args, spec, list_flag, False, write)
+    with staged(args.save_seg_dir) as seg, staged(args.submit_dir) as submit:
+        def write(writer, sample, pred, gt):
+            writer.submit(save_png, os.path.join(seg, f"{sample.name}_color.png"), pred, spec.palette)
+            writer.submit(save_png, os.path.join(submit, f"{sample.name}.png"), to_label_id[pred])
+        samples, _ = run_inference(args, spec, list_flag, False, write, seg)
     log(f"colour predictions in {args.save_seg_dir}; submission PNGs (labelIds) in {args.submit_dir}")
     result = {"images": len(samples), "save_seg_dir": args.save_seg_dir, "submit_dir": args.submit_dir}
     if args.zip:

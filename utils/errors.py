@@ -27,8 +27,8 @@ def run_cli(main, parser, argv=None):
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted: stopped by Ctrl-C; completed checkpoints and outputs are kept "
-              "(continue a training run with --resume auto).", file=sys.stderr)
+        print("interrupted: stopped by Ctrl-C; completed checkpoints are kept (continue a training run with "
+              "--resume auto); an unfinished evaluation or test writes nothing.", file=sys.stderr)
         sys.exit(130)
 
 
