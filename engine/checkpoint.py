@@ -71,7 +71,7 @@ def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
     trained = ckpt.get("args", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("args"), dict) else None
     if model_name and trained and trained != model_name:
         raise UserError(f"{flag} {path} was trained with --model {trained}, not {model_name}; "
-                        f"pass --model {trained} or give a {model_name} checkpoint.")
+                        f"pass --model {trained} or give a checkpoint trained with --model {model_name}.")
     sd = weights.state_dict
     own = model.state_dict()
     missing = [k for k in own if k not in sd]

@@ -7,6 +7,7 @@ import contextlib
 import glob
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir
 from utils.metric import ConfusionMatrix
 from utils.optim import build_optimizer, poly_lr, set_lr
-from utils.progress import Progress
+from utils.progress import Progress, plural
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -128,6 +129,27 @@ def resolve_resume(resume, run_dir):
     return None
 
 
+def read_resume(path, auto, run_dir):
+    """The checkpoint to continue from. Under --resume auto a damaged file is the run's own last save, not a
+    download: say so, and name the run's model_N.pth files (weights without optimizer state) to continue from."""
+    try:
+        return read_checkpoint(path)
+    except UserError:
+        if not auto:
+            raise
+    saved = sorted((int(m.group(1)), m.group(0)) for m in
+                   (re.fullmatch(r"model_(\d+)\.pth", name) for name in os.listdir(run_dir)) if m)
+    if saved:
+        latest = os.path.join(run_dir, saved[-1][1])
+        others = ", ".join(name for _, name in reversed(saved[:-1][-3:]))
+        hint = (f"continue from an earlier save with --resume {latest}" + (f" (or {others})" if others else "")
+                + " (Adam restarts there), or move it away to start the run again")
+    else:
+        hint = f"no model_N.pth was saved in {run_dir} either, so move it away to start the run again"
+    raise UserError(f"--resume auto: {path}, the last save of this run, is damaged (empty, truncated or not a "
+                    f"checkpoint); {hint}.")
+
+
 def remove_stale_temp_files(run_dir):
     """A process killed while saving leaves the temporary file of atomic_write (named .tmp-*) behind."""
     for path in glob.glob(os.path.join(glob.escape(run_dir), ".tmp-*")):
@@ -212,7 +234,7 @@ def _train(args, spec, device, rank, world):
                                                   seed=run.seed)
     loader = make_loader(dataset, args.batch_size // world, args.num_workers, device, sampler=sampler, drop_last=True)
     if len(loader) == 0:
-        raise UserError(f"--train_data_list {args.train_data_list} has {len(dataset)} images, fewer than "
+        raise UserError(f"--train_data_list {args.train_data_list} has {plural(len(dataset), 'image')}, fewer than "
                         f"--batch_size {args.batch_size}; lower --batch_size.")
     per_iter = len(loader)
     weight = torch.from_numpy(inform["classWeights"]).to(device)
@@ -221,10 +243,11 @@ def _train(args, spec, device, rank, world):
     log_lines = open_log(args, run, run_dir, count_parameters(model)) if rank == 0 else None
     if rank == 0:
         log(f"run folder {run_dir}; {count_parameters(model):,} parameters; seed {run.seed}; device {device}"
-            f"{f' x {world} processes' if world > 1 else ''}; {len(dataset)} training images, "
-            f"{per_iter} iterations per epoch")
+            f"{f' x {world} processes' if world > 1 else ''}; {plural(len(dataset), 'training image')}, "
+            f"{plural(per_iter, 'iteration')} per epoch")
     if run.start_epoch >= args.max_epochs:
-        log(f"nothing to train: the checkpoint has {run.start_epoch} epochs and --max_epochs is {args.max_epochs}.")
+        log(f"nothing to train: the checkpoint has {plural(run.start_epoch, 'epoch')} and --max_epochs is "
+            f"{args.max_epochs}.")
 
     summary = {"run_dir": run_dir, "seed": run.seed, "epochs": run.start_epoch, "world_size": world}
     for epoch in range(run.start_epoch, args.max_epochs):
@@ -272,7 +295,7 @@ def restore(args, device, rank, run_dir, sync_bn):
     resume, ckpt, seed = None, {}, args.seed
     if rank == 0:
         resume = resolve_resume(args.resume, run_dir) if args.resume else None
-        ckpt = read_checkpoint(resume) if resume else {}
+        ckpt = read_resume(resume, args.resume == "auto", run_dir) if resume else {}
         if seed is None and isinstance(ckpt, dict) and isinstance(ckpt.get("seed"), int):
             seed = ckpt["seed"]
         if seed is None:

@@ -25,3 +25,8 @@ class Progress:
         if self.tty and done == self.total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def plural(count, noun):
+    """'1 iteration', '3 iterations': counts in messages read as English."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
