@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: demo test test-fast venv clean
 
 venv: $(VENV)/.installed
+	@echo "environment ready in $(VENV)/; for the README's python commands, first run: source $(BIN)/activate"
 
 # Re-install only when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -24,5 +25,9 @@ test-fast: venv
 demo: venv
 	$(BIN)/python tools/demo.py
 
+# What the project wrote: the environment, the demo, the results and the cached dataset statistics at their
+# default paths. Checkpoints (checkpoint/) and data (data/) are the user's and stay.
 clean:
 	rm -rf $(VENV) demo result
+	rm -f dataset/wtfile/cityscapes_inform.pkl dataset/wtfile/camvid_inform.pkl
+	rmdir dataset/wtfile 2>/dev/null || true

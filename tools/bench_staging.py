@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.datasets import load_label  # noqa: E402
 from dataset.palettes import CITYSCAPES_PALETTE  # noqa: E402
+from utils.args import positive_int  # noqa: E402
 from utils.files import save_png, staged_folder  # noqa: E402
 
 H, W = 1024, 2048
@@ -54,7 +55,11 @@ def main(args):
         print(f"(b) moving the {2 * args.images} staged PNGs into place: {move * 1000:.0f} ms")
 
 
-if __name__ == "__main__":
+def get_args_parser():
     parser = argparse.ArgumentParser(description="Cost of checking labels first against staging the outputs.")
-    parser.add_argument("--images", type=int, default=500, help="labels and predictions to measure on")
-    main(parser.parse_args())
+    parser.add_argument("--images", type=positive_int, default=500, help="labels and predictions to measure on")
+    return parser
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
