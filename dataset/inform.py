@@ -17,7 +17,7 @@ import numpy as np
 from dataset.datasets import load_image, load_label, read_list
 from utils.files import atomic_write, check_writable_file
 from utils.errors import UserError
-from utils.progress import Progress
+from utils.progress import Progress, plural
 
 NORM_VAL = 1.10  # class weight = 1 / ln(NORM_VAL + p_c), as the original (ENet's weighting)
 KEYS = ("mean", "std", "classWeights")
@@ -72,13 +72,13 @@ def list_source(data_dir, dataset_list):
             text = f.read()
     except OSError:
         return None
-    return {"data_dir": os.path.realpath(data_dir), "dataset_list": dataset_list,
+    return {"data_dir": os.path.realpath(data_dir), "dataset_list": os.path.normpath(dataset_list),
             "images": sum(1 for line in text.splitlines() if line.strip()),
             "sha256": hashlib.sha256(text).hexdigest()}
 
 
 def describe(source):
-    return f"{os.path.join(source['data_dir'], source['dataset_list'])} ({source['images']} images)"
+    return f"{os.path.join(source['data_dir'], source['dataset_list'])} ({plural(source['images'], 'image')})"
 
 
 def read_inform(path):
@@ -126,7 +126,7 @@ def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
         elif cached["dataset_list"] != source["dataset_list"]:
             change = f"--dataset_list is now {source['dataset_list']}"
         else:
-            change = f"that list has changed since ({source['images']} images now)"
+            change = f"that list has changed since ({plural(source['images'], 'image')} now)"
         log(f"notice: {path} was computed from {describe(cached)}, but {change}; recomputing the statistics.")
     check_writable_file(path, "--inform_data_file")  # before the long pass
     log(f"computing dataset statistics from {os.path.join(data_dir, dataset_list)} (once; cached at {path})")
