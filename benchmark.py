@@ -29,6 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
+from dataset.inform import CITYSCAPES_MEAN_BGR
 from model import MODELS, build_model, count_parameters
 from engine.checkpoint import load_weights, read_weights
 from model.inference import MODES, Predictor, is_exact, parse_mode
@@ -43,7 +44,6 @@ FLOPS_NOTE = ("FLOPs as torch.utils.flop_counter.FlopCounterMode counts them: co
               "only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BN, PReLU, pooling and the upsampling "
               "are not counted.")
 PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
-CITYSCAPES_MEAN_BGR = (73.15835921, 82.90891754, 72.39239876)
 
 
 def input_size(text):

@@ -37,8 +37,8 @@ def read_weights(path, flag="--resume", ckpt=None):
         try:
             sd = mmseg.to_original(ckpt)
         except ValueError as e:
-            raise UserError(f"{flag} {path} {e}; only mmsegmentation's CGNet M3N21 Cityscapes checkpoints "
-                            f"(see the README, 'Pretrained weights') and this project's own are supported.") from None
+            raise UserError(f"{flag} {path} {e}; of mmsegmentation's models only its CGNet M3N21 Cityscapes "
+                            f"checkpoints can be used (README, 'Pretrained weights').") from None
         return Weights(sd, "mmseg", ckpt, dict(mmseg.NETWORK), np.asarray(mmseg.MEAN_RGB, np.float32), "cityscapes")
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         layout, sd = ("ours" if "args" in ckpt or "network" in ckpt else "original"), ckpt["model"]

@@ -83,7 +83,7 @@ def to_original(ckpt):
     names = {k: original_name(k) for k in sd}
     foreign = [k for k, v in names.items() if v is None]
     if foreign:
-        what = f"a {backbone} + {head} model" if backbone and head else "not CGNet + its 1x1 conv head"
+        what = f"a {backbone} + {head} model" if backbone and head else "another network"
         raise ValueError(f"is an mmsegmentation checkpoint of {what} (parameters such as {', '.join(foreign[:2])} "
                          f"have no place in CGNet)")
     converted = {names[k]: v for k, v in sd.items()}
