@@ -82,6 +82,7 @@ def test_test_script_submission_comes_from_its_predictions(cs, tmp_path):
         assert (ids == to_label_id[pred]).mean() > 0.999, name
 
 
+@pytest.mark.slow
 def test_multi_scale_flip_of_the_scripts_is_predict_multiscale(cs, tmp_path):
     from model.inference import predict_multiscale
     scales = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
