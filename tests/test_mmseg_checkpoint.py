@@ -10,8 +10,8 @@ from model import build_model
 from model.mmseg import MEAN_RGB
 from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "mmseg")
 CKPT = os.path.join(REFERENCE, "mmseg_cgnet_seed3.pth")
 

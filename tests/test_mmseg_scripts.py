@@ -17,23 +17,20 @@ from dataset.palettes import CITYSCAPES_LABEL_IDS
 from engine.checkpoint import read_weights
 from model import build_model
 from model.mmseg import MEAN_RGB
+from conftest import ROOT
 from tools import convert_checkpoint
-from tools.make_demo_data import make_cityscapes
 from utils.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "mmseg")
 CKPT = os.path.join(REFERENCE, "mmseg_cgnet_seed3.pth")  # mmsegmentation's release layout, random weights
 COMMON = ["--num_workers", "0", "--cuda", "false"]
 
 
 @pytest.fixture(scope="module")
-def cs(tmp_path_factory):
+def cs(synthetic):
     if not os.path.isfile(CKPT):
         pytest.skip(f"the mmsegmentation reference vector is absent ({REFERENCE}: ../shared beside the clone)")
-    root = str(tmp_path_factory.mktemp("cityscapes"))
-    make_cityscapes(root, n_train=1, n_val=2, n_test=2, size=(64, 128))
-    return root
+    return synthetic("cityscapes", n_train=1, n_val=2, n_test=2, size=(64, 128))
 
 
 def predictions(root, list_name, mean):
