@@ -29,8 +29,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
+from dataset.inform import CITYSCAPES_MEAN_BGR
 from model import MODELS, build_model, count_parameters
-from engine.checkpoint import load_weights
+from engine.checkpoint import load_weights, read_weights
 from model.inference import MODES, Predictor, is_exact, parse_mode
 from utils.device import keep_cpu_memory
 from utils.errors import UserError, run_cli
@@ -43,7 +44,6 @@ FLOPS_NOTE = ("FLOPs as torch.utils.flop_counter.FlopCounterMode counts them: co
               "only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BN, PReLU, pooling and the upsampling "
               "are not counted.")
 PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
-CITYSCAPES_MEAN_BGR = (73.15835921, 82.90891754, 72.39239876)
 
 
 def input_size(text):
@@ -149,9 +149,9 @@ def calibrate_bn(model, images):
     return model.eval()
 
 
-def real_image(path, batch, h, w):
+def real_image(path, batch, h, w, mean=CITYSCAPES_MEAN_BGR):
     image = cv2.resize(load_image(path), (w, h), interpolation=cv2.INTER_LINEAR)
-    return to_tensor(normalize(image, np.asarray(CITYSCAPES_MEAN_BGR, np.float32))).expand(batch, 3, h, w)
+    return to_tensor(normalize(image, np.asarray(mean, np.float32))).expand(batch, 3, h, w)
 
 
 def count_gflops(model, h, w):
@@ -307,21 +307,28 @@ def main(args):
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
     runs = args.runs if args.runs is not None else (50 if device.type == "cuda" else 5)
     h, w = args.input_size
+    weights = read_weights(args.checkpoint, "--checkpoint") if args.checkpoint else None
     if args.image:
         if not os.path.isfile(args.image):
             raise UserError(f"--image {args.image} not found; give an image file or leave --image out.")
-        x = real_image(args.image, args.batch_size, h, w).contiguous()
+        mean = weights.mean if weights is not None and weights.mean is not None else CITYSCAPES_MEAN_BGR
+        x = real_image(args.image, args.batch_size, h, w, mean).contiguous()
     else:
         x = smooth_image(args.batch_size, h, w, args.seed)
     if args.compare:
         return compare(args, device, x, clock, warmup, runs)
     torch.manual_seed(args.seed)
+    network = dict(name=args.model, classes=args.classes, M=args.M, N=args.N)
+    if weights is not None and weights.network:  # the file says which network it is (mmsegmentation's, ours)
+        network = weights.network
+        args.model, args.classes = network["name"], network["classes"]
+        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
     try:
-        model = build_model(args.model, args.classes, args.M, args.N)
+        model = build_model(**network)
     except ValueError as e:
         raise UserError(str(e)) from None
     if args.checkpoint:
-        load_weights(model, args.checkpoint, flag="--checkpoint")
+        load_weights(model, args.checkpoint, flag="--checkpoint", weights=weights)
     else:
         calibrate_bn(model, smooth_image(2, min(h, 256), min(w, 512), args.seed + 1))
     model.eval()

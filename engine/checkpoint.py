@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model import build_model
+from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.errors import UserError
 
@@ -13,9 +13,10 @@ from utils.errors import UserError
 class Weights:
     """A checkpoint file, whatever its layout, as this project uses it."""
     state_dict: dict          # the original release's parameter names, no `module.` prefix
-    layout: str               # "ours", "original" ({"epoch", "model"}), "state_dict" (bare or {"state_dict": sd})
+    layout: str               # "ours", "original" ({"epoch", "model"}), "mmseg" (mmsegmentation's CGNet release),
+                              # "state_dict" (bare or {"state_dict": sd})
     ckpt: dict = field(default_factory=dict)  # the whole file: epoch, optimizer, ... for resuming
-    network: dict = None      # {"model", "M", "N", "classes"} when the file records them
+    network: dict = None      # build_model's keyword arguments when the file determines them
     mean: np.ndarray = None   # what preprocessing subtracts from the RGB image, in that order; None: unknown
     dataset: str = None       # the dataset it was trained for, when recorded
 
@@ -32,6 +33,13 @@ def read_weights(path, flag="--resume", ckpt=None):
     """Recognise a checkpoint's layout and return its Weights; anything else is a UserError naming the file."""
     if ckpt is None:
         ckpt = read_checkpoint(path, flag)
+    if mmseg.is_mmseg(ckpt):
+        try:
+            sd = mmseg.to_original(ckpt)
+        except ValueError as e:
+            raise UserError(f"{flag} {path} {e}; of mmsegmentation's models only its CGNet M3N21 Cityscapes "
+                            f"checkpoints can be used (README, 'Pretrained weights').") from None
+        return Weights(sd, "mmseg", ckpt, dict(mmseg.NETWORK), np.asarray(mmseg.MEAN_RGB, np.float32), "cityscapes")
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         layout, sd = ("ours" if "args" in ckpt or "network" in ckpt else "original"), ckpt["model"]
     elif isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):  # {"state_dict": sd, ...}
@@ -62,11 +70,12 @@ def _mismatch_cause(model, sd, missing, unexpected, shapes):
     return "the checkpoint was made by a different architecture or --model"
 
 
-def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
-    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return its Weights.
+def load_weights(model, path, flag="--resume", ckpt=None, model_name=None, weights=None):
+    """Load a checkpoint's weights (read from `path` unless given, as `ckpt` or already as `weights`) into
+    `model` strictly; return its Weights.
 
     Our checkpoints record the --model they were trained with; a different one is refused by name."""
-    weights = read_weights(path, flag, ckpt)
+    weights = weights or read_weights(path, flag, ckpt)
     ckpt = weights.ckpt
     trained = ckpt.get("args", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("args"), dict) else None
     if model_name and trained and trained != model_name:
@@ -94,10 +103,19 @@ def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
 
 
 def build_and_load(args, device, path=None, ckpt=None):
-    """The --model network, with the weights of `path` (or of the already read `ckpt`) when given."""
+    """With a checkpoint (`path`, or the already read `ckpt`): the network it determines (mmsegmentation's,
+    or ours written by self_contained) or else the --model network, with its weights. Without: --model."""
+    weights = read_weights(path, "--resume", ckpt) if path else None
+    network = dict(name=args.model, classes=args.classes, M=args.M, N=args.N)
+    if weights is not None and weights.network:
+        if weights.network["classes"] != args.classes:
+            raise UserError(f"--resume {path} holds a {weights.network['classes']}-class network but --classes is "
+                            f"{args.classes}; give a checkpoint of this dataset or the matching --classes.")
+        network = weights.network
     try:
-        model = build_model(args.model, args.classes, M=args.M, N=args.N)
+        model = build_model(**network)
     except ValueError as e:
         raise UserError(f"--model/--M/--N: {e}.") from None
-    weights = load_weights(model, path, "--resume", ckpt, args.model) if path else None
+    if weights is not None:
+        load_weights(model, path, "--resume", model_name=network["name"], weights=weights)
     return model.to(device), weights

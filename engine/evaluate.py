@@ -96,10 +96,15 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
     check_outputs. Returns (samples, confusion matrix or None)."""
     device, _ = select_device(args)
-    model, _ = build_and_load(args, device, args.resume)
+    model, weights = build_and_load(args, device, args.resume)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
-    inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                        args.ignore_label, log)
+    if weights.mean is not None:  # the checkpoint's own preprocessing (mmsegmentation's: RGB order)
+        mean = weights.mean
+        log(f"preprocessing of {args.resume}: subtract {[round(float(m), 2) for m in mean]} from the RGB image "
+            f"(not --inform_data_file)")
+    else:
+        mean = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
+                          args.ignore_label, log)["mean"]
     if args.batch_size > 1:  # images are stacked into one tensor: they must share a size
         sizes = {}
         for s in samples:
@@ -108,7 +113,7 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             a, b = list(sizes.values())[:2]
             raise UserError(f"--batch_size {args.batch_size} stacks images, but {list_flag} names images of "
                             f"different sizes (e.g. {a} and {b}); use --batch_size 1.")
-    dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
+    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
     predict = predictor(args, model, device)
     loader = make_loader(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
 

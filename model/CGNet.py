@@ -34,10 +34,10 @@ class BNPReLU(nn.Module):
 
 
 class Conv(nn.Module):
-    def __init__(self, nIn, nOut, kSize, stride=1):
+    def __init__(self, nIn, nOut, kSize, stride=1, bias=False):
         super().__init__()
         padding = (kSize - 1) // 2
-        self.conv = nn.Conv2d(nIn, nOut, kSize, stride=stride, padding=padding, bias=False)
+        self.conv = nn.Conv2d(nIn, nOut, kSize, stride=stride, padding=padding, bias=bias)
 
     def forward(self, x):
         return self.conv(x)
@@ -147,9 +147,12 @@ class InputInjection(nn.Module):
 
 
 class Context_Guided_Network(nn.Module):
-    """CGNet_M{M}N{N}: M CG blocks at 1/4 resolution, N at 1/8; output (B, classes, H, W)."""
+    """CGNet_M{M}N{N}: M CG blocks at 1/4 resolution, N at 1/8; output (B, classes, H, W).
 
-    def __init__(self, classes=19, M=3, N=21, dropout_flag=False):
+    head_bias gives the classifier conv a bias, as mmsegmentation's CGNet head has (model/mmseg.py);
+    the original's has none, and its checkpoints keep exactly their state_dict."""
+
+    def __init__(self, classes=19, M=3, N=21, dropout_flag=False, head_bias=False):
         super().__init__()
         if M < 1 or N < 1:
             raise ValueError(f"CGNet needs M >= 1 and N >= 1 (got M={M}, N={N})")
@@ -173,9 +176,9 @@ class Context_Guided_Network(nn.Module):
         self.bn_prelu_3 = BNPReLU(256)
 
         if dropout_flag:
-            self.classifier = nn.Sequential(nn.Dropout2d(0.1, False), Conv(256, classes, 1, 1))
+            self.classifier = nn.Sequential(nn.Dropout2d(0.1, False), Conv(256, classes, 1, 1, bias=head_bias))
         else:
-            self.classifier = nn.Sequential(Conv(256, classes, 1, 1))
+            self.classifier = nn.Sequential(Conv(256, classes, 1, 1, bias=head_bias))
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -4,10 +4,11 @@ from model import CGNet
 MODELS = ("CGNet", "ENet", "ESPNet", "LRASPP", "EncNet")
 
 
-def build_model(name, classes, M=3, N=21, dropout_flag=False):
-    """M, N and dropout_flag configure CGNet only; the comparison networks are imported on demand."""
+def build_model(name, classes, M=3, N=21, dropout_flag=False, head_bias=False):
+    """M, N, dropout_flag and head_bias (a classifier bias, for mmsegmentation's checkpoints) configure
+    CGNet only; the comparison networks are imported on demand."""
     if name == "CGNet":
-        return CGNet.Context_Guided_Network(classes, M=M, N=N, dropout_flag=dropout_flag)
+        return CGNet.Context_Guided_Network(classes, M=M, N=N, dropout_flag=dropout_flag, head_bias=head_bias)
     if name == "ENet":
         from model.ENet import ENet
         return ENet(classes)

@@ -147,26 +147,31 @@ class Predictor:
 def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=None):
     """Average of softmax probabilities over scales (and horizontal flips), at the input's H, W.
 
-    For each scale the batch is resized (bilinear, align_corners=False), predicted, and with
-    flip=True also predicted mirrored and mirrored back; the probabilities of each pass are
-    resized to (H, W) and all passes are averaged. Returns (B, classes, H, W) float32.
+    As mmsegmentation's test-time augmentation (MultiScaleFlipAug + EncoderDecoder.inference), which gave
+    its published multi-scale + flip figures: per scale s the batch is resized to int(H*s + 0.5) x
+    int(W*s + 0.5) (bilinear, align_corners=False), predicted, and with flip=True also predicted mirrored;
+    each pass's LOGITS are resized to (H, W), then softmaxed, then mirrored back; all passes are averaged.
+    mmsegmentation scales relative to 1024x2048 (its img_scale), which is the size of Cityscapes images,
+    and resizes the 8-bit image with OpenCV, so its inputs are rounded to whole grey levels; here the
+    normalised float image is resized. Returns (B, classes, H, W) float32.
     """
     if not scales:
         raise ValueError("predict_multiscale needs at least one scale")
     h, w = image.shape[-2:]
     total, passes = None, 0
     for s in scales:
-        size = (max(1, round(h * s)), max(1, round(w * s)))
+        size = (max(1, int(h * s + 0.5)), max(1, int(w * s + 0.5)))  # mmcv's rescale_size rounding
         x = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
         views = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
         for view, flipped in views:
-            prob = torch.softmax(predict_fn(view).float(), dim=1)
-            if classes is not None and prob.shape[1] != classes:
-                raise ValueError(f"the model predicts {prob.shape[1]} classes, expected {classes}")
+            logits = predict_fn(view).float()
+            if classes is not None and logits.shape[1] != classes:
+                raise ValueError(f"the model predicts {logits.shape[1]} classes, expected {classes}")
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            prob = torch.softmax(logits, dim=1)
             if flipped:
                 prob = prob.flip(-1)
-            if prob.shape[-2:] != (h, w):
-                prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
             total = prob if total is None else total + prob
             passes += 1
     return total / passes

@@ -120,9 +120,9 @@ def hand_multiscale(net, x, scales, flip):
         xs = F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", align_corners=False)
         for flipped in ([False, True] if flip else [False]):
             inp = xs.flip(3) if flipped else xs
-            p = torch.softmax(net(inp), 1)
-            p = p.flip(3) if flipped else p
-            probs.append(F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False))
+            logits = F.interpolate(net(inp), size=(h, w), mode="bilinear", align_corners=False)
+            p = torch.softmax(logits, 1)  # after the resize to full resolution, as mmsegmentation does
+            probs.append(p.flip(3) if flipped else p)
     return sum(probs) / len(probs)
 
 
