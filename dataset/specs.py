@@ -24,6 +24,7 @@ class DatasetSpec:
     resume_eval: str          # the released checkpoints' paths of the original README
     resume_test: str
     label_ids: tuple = ()     # trainId -> official labelId (Cityscapes submission)
+    release_mean: tuple = ()  # the original release's published inform mean, for checkpoints that record none
 
     @property
     def data_dir(self):
@@ -44,7 +45,7 @@ CITYSCAPES = DatasetSpec(
     dataset_list="cityscapes_trainval_list.txt",
     resume_eval="./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrain/model_cityscapes_train_on_trainset.pth",
     resume_test="./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrainval/model_cityscapes_train_on_trainvalset.pth",
-    label_ids=palettes.CITYSCAPES_LABEL_IDS)
+    label_ids=palettes.CITYSCAPES_LABEL_IDS, release_mean=(73.15835921, 82.90891754, 72.39239876))
 
 CAMVID = DatasetSpec(
     name="camvid", list_dir="./dataset/list/CamVid/", classes=11, ignore_label=11,
@@ -58,3 +59,10 @@ CAMVID = DatasetSpec(
     resume_test="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth")
 
 DATASETS = {"cityscapes": CITYSCAPES, "camvid": CAMVID}
+
+
+def spec_for(dataset, classes):
+    """The dataset a checkpoint was trained for: recorded, or told by its class count (19, 11); else None."""
+    if dataset in DATASETS:
+        return DATASETS[dataset]
+    return next((spec for spec in DATASETS.values() if spec.classes == classes), None)

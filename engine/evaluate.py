@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from dataset.datasets import EvalDataset, image_header, make_loader, read_list
-from dataset.inform import get_inform
-from engine.checkpoint import build_and_load
+from dataset.inform import get_inform, read_inform
+from engine.checkpoint import build_for_inference, input_mean, network_of
 from model.inference import Predictor, predict_multiscale
 from utils.device import keep_cpu_memory, select_device
 from utils.dist import log
@@ -61,6 +61,22 @@ def save_pictures(args, spec, sample, pred, gt):
                  panel(rgb, pred, spec.palette, gt, args.ignore_label))
 
 
+def eval_mean(args, weights):
+    """The checkpoint's input mean. The inform file is read only to compare with it, or for a checkpoint
+    without one (computed from --data_dir/--dataset_list when absent, as the original did)."""
+    inform_mean = None
+    if weights.mean is not None:
+        if os.path.isfile(args.inform_data_file):
+            try:
+                inform_mean = read_inform(args.inform_data_file)["mean"]
+            except UserError:
+                pass  # not needed: the checkpoint carries its mean
+    elif os.path.exists(args.inform_data_file) or os.path.isfile(os.path.join(args.data_dir, args.dataset_list)):
+        inform_mean = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
+                                 args.ignore_label, log)["mean"]
+    return input_mean(weights, args.resume, inform_mean, args.inform_data_file)
+
+
 def predictor(args, model, device):
     """The fast path by default: BN folded into the convs and channels-last (exact in fp32, see
     benchmark.py); --compile and --amp on top. --plain is the original's eager fp32 forward."""
@@ -85,10 +101,11 @@ def run_inference(args, spec, list_flag, with_label, write):
     elif args.overlay or args.panel:
         raise UserError("--overlay/--panel need --save_seg_dir, the folder to write the pictures to.")
     device, _ = select_device(args)
-    model, _ = build_and_load(args, device, args.resume)
+    model, weights = build_for_inference(args.resume, fallback=network_of(args), model_name=args.model,
+                                         classes=args.classes)
+    model = model.to(device)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
-    inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                        args.ignore_label, log)
+    mean = eval_mean(args, weights)
     if args.batch_size > 1:  # images are stacked into one tensor: they must share a size
         sizes = {}
         for s in samples:
@@ -97,7 +114,7 @@ def run_inference(args, spec, list_flag, with_label, write):
             a, b = list(sizes.values())[:2]
             raise UserError(f"--batch_size {args.batch_size} stacks images, but {list_flag} names images of "
                             f"different sizes (e.g. {a} and {b}); use --batch_size 1.")
-    dataset = EvalDataset(samples, inform["mean"], args.classes, args.ignore_label)
+    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
     predict = predictor(args, model, device)
     loader = make_loader(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
 
