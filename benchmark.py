@@ -8,6 +8,7 @@
     python benchmark.py --all --keep_cpu_memory          # glibc keeps freed memory: no page faults
     python benchmark.py --mode exact --scripts_default   # + what the eval scripts run on CPUs (in --all)
     python benchmark.py --all --clock cpu --threads 1    # on a CPU shared with other jobs
+    python benchmark.py --mode exact onnxruntime         # ONNX Runtime (CPU) on the exported network
 
 Modes run in rounds (every mode once per round, in a shuffled order), so a load that comes and goes
 falls on all of them alike; the speed-up is the median over rounds of eager's time / the mode's time.
@@ -20,8 +21,10 @@ import os
 import platform
 import random
 import statistics
+import tempfile
 import threading
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -31,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dataset.datasets import load_image, normalize, to_tensor
 from model import MODELS, build_model, count_parameters
 from engine.checkpoint import load_weights
-from model.inference import MODES, Predictor, is_exact, parse_mode
+from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode
 from utils.device import keep_cpu_memory
 from utils.errors import UserError, run_cli
 from utils.files import atomic_write
@@ -71,6 +74,8 @@ def non_negative(text):
 
 
 def mode_name(text):
+    if text == ONNXRUNTIME:
+        return text
     try:
         parse_mode(text)
     except ValueError as e:
@@ -79,6 +84,30 @@ def mode_name(text):
 
 
 SCRIPTS_DEFAULT = "default (eval)"
+ONNXRUNTIME = "onnxruntime"
+
+
+class OnnxRuntimePredictor:
+    """Not a torch mode: the BN-folded network exported to ONNX (as tools/export_onnx.py does, without its
+    uint8 preprocessing and argmax) run by ONNX Runtime on the CPU with torch's thread count;
+    float (B, 3, H, W) -> logits, like Predictor."""
+
+    def __init__(self, model, device):
+        if device.type != "cpu":
+            raise RuntimeError("the onnxruntime mode runs on the CPU only")
+        import onnxruntime
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter
+            path = os.path.join(tmp, "model.onnx")
+            torch.onnx.export(fold_bn(model), (torch.zeros(1, 3, 64, 128),), path, input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}},
+                              opset_version=17, dynamo=False)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x):
+        return torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])
 
 
 def get_args_parser():
@@ -92,8 +121,8 @@ def get_args_parser():
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--mode", type=mode_name, nargs="+", default=None,
-                       help=f"presets ({', '.join(MODES)}) or features joined by '+'; eager is always run "
-                            "as the baseline (default: eager and exact)")
+                       help=f"presets ({', '.join(MODES)}), features joined by '+', or {ONNXRUNTIME} (ONNX Runtime "
+                            "on the CPU); eager is always run as the baseline (default: eager and exact)")
     which.add_argument("--compare", action="store_true",
                        help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
@@ -350,10 +379,11 @@ def main(args):
 
     results, predictors, outputs = {}, {}, {}
     for mode in modes:
-        row = {"mode": mode, "features": sorted(parse_mode(mode)), "exact": is_exact(mode)}
+        ort = mode == ONNXRUNTIME
+        row = {"mode": mode, "features": [mode] if ort else sorted(parse_mode(mode)), "exact": ort or is_exact(mode)}
         results[mode] = row
         try:
-            predict = Predictor(model, mode, device)
+            predict = OnnxRuntimePredictor(model, device) if ort else Predictor(model, mode, device)
             first, out = timed(predict, x, device)
             row["first_call_s"] = first
             for _ in range(warmup):
