@@ -8,6 +8,7 @@
     python benchmark.py --all --keep_cpu_memory          # glibc keeps freed memory: no page faults
     python benchmark.py --mode exact --scripts_default   # + what the eval scripts run on CPUs (in --all)
     python benchmark.py --all --clock cpu --threads 1    # on a CPU shared with other jobs
+    python benchmark.py --mode exact onnxruntime         # ONNX Runtime (CPU) on the exported network
 
 Modes run in rounds (every mode once per round, in a shuffled order), so a load that comes and goes
 falls on all of them alike; the speed-up is the median over rounds of eager's time / the mode's time.
@@ -20,8 +21,10 @@ import os
 import platform
 import random
 import statistics
+import tempfile
 import threading
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -29,10 +32,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
-from dataset.inform import CITYSCAPES_MEAN_BGR
+from dataset.specs import CITYSCAPES
+from engine.checkpoint import build_for_inference, input_mean, network_of
 from model import MODELS, build_model, count_parameters
-from engine.checkpoint import load_weights, read_weights
-from model.inference import MODES, Predictor, is_exact, parse_mode
+from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode
 from utils.device import keep_cpu_memory
 from utils.errors import UserError, run_cli
 from utils.files import atomic_write
@@ -71,6 +74,8 @@ def non_negative(text):
 
 
 def mode_name(text):
+    if text == ONNXRUNTIME:
+        return text
     try:
         parse_mode(text)
     except ValueError as e:
@@ -79,6 +84,30 @@ def mode_name(text):
 
 
 SCRIPTS_DEFAULT = "default (eval)"
+ONNXRUNTIME = "onnxruntime"
+
+
+class OnnxRuntimePredictor:
+    """Not a torch mode: the BN-folded network exported to ONNX (as tools/export_onnx.py does, without its
+    uint8 preprocessing and argmax) run by ONNX Runtime on the CPU with torch's thread count;
+    float (B, 3, H, W) -> logits, like Predictor."""
+
+    def __init__(self, model, device):
+        if device.type != "cpu":
+            raise RuntimeError("the onnxruntime mode runs on the CPU only")
+        import onnxruntime
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter
+            path = os.path.join(tmp, "model.onnx")
+            torch.onnx.export(fold_bn(model), (torch.zeros(1, 3, 64, 128),), path, input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}},
+                              opset_version=17, dynamo=False)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x):
+        return torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])
 
 
 def get_args_parser():
@@ -92,8 +121,8 @@ def get_args_parser():
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--mode", type=mode_name, nargs="+", default=None,
-                       help=f"presets ({', '.join(MODES)}) or features joined by '+'; eager is always run "
-                            "as the baseline (default: eager and exact)")
+                       help=f"presets ({', '.join(MODES)}), features joined by '+', or {ONNXRUNTIME} (ONNX Runtime "
+                            "on the CPU); eager is always run as the baseline (default: eager and exact)")
     which.add_argument("--compare", action="store_true",
                        help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
@@ -149,7 +178,7 @@ def calibrate_bn(model, images):
     return model.eval()
 
 
-def real_image(path, batch, h, w, mean=CITYSCAPES_MEAN_BGR):
+def real_image(path, batch, h, w, mean):
     image = cv2.resize(load_image(path), (w, h), interpolation=cv2.INTER_LINEAR)
     return to_tensor(normalize(image, np.asarray(mean, np.float32))).expand(batch, 3, h, w)
 
@@ -307,29 +336,27 @@ def main(args):
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
     runs = args.runs if args.runs is not None else (50 if device.type == "cuda" else 5)
     h, w = args.input_size
-    weights = read_weights(args.checkpoint, "--checkpoint") if args.checkpoint else None
+    model = weights = None
+    if args.checkpoint:  # the network the file records (ours, mmsegmentation's) or its CGNet state_dict tells
+        model, weights = build_for_inference(args.checkpoint, "--checkpoint", fallback=network_of(args))
+        network = weights.network or network_of(args)
+        args.model, args.classes = network["name"], network["classes"]
+        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
     if args.image:
         if not os.path.isfile(args.image):
             raise UserError(f"--image {args.image} not found; give an image file or leave --image out.")
-        mean = weights.mean if weights is not None and weights.mean is not None else CITYSCAPES_MEAN_BGR
+        mean = input_mean(weights, args.checkpoint, flag="--checkpoint") if weights else CITYSCAPES.release_mean
         x = real_image(args.image, args.batch_size, h, w, mean).contiguous()
     else:
         x = smooth_image(args.batch_size, h, w, args.seed)
     if args.compare:
         return compare(args, device, x, clock, warmup, runs)
     torch.manual_seed(args.seed)
-    network = dict(name=args.model, classes=args.classes, M=args.M, N=args.N)
-    if weights is not None and weights.network:  # the file says which network it is (mmsegmentation's, ours)
-        network = weights.network
-        args.model, args.classes = network["name"], network["classes"]
-        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
-    try:
-        model = build_model(**network)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if args.checkpoint:
-        load_weights(model, args.checkpoint, flag="--checkpoint", weights=weights)
-    else:
+    if model is None:
+        try:
+            model = build_model(args.model, args.classes, args.M, args.N)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         calibrate_bn(model, smooth_image(2, min(h, 256), min(w, 512), args.seed + 1))
     model.eval()
 
@@ -357,10 +384,11 @@ def main(args):
 
     results, predictors, outputs = {}, {}, {}
     for mode in modes:
-        row = {"mode": mode, "features": sorted(parse_mode(mode)), "exact": is_exact(mode)}
+        ort = mode == ONNXRUNTIME
+        row = {"mode": mode, "features": [mode] if ort else sorted(parse_mode(mode)), "exact": ort or is_exact(mode)}
         results[mode] = row
         try:
-            predict = Predictor(model, mode, device)
+            predict = OnnxRuntimePredictor(model, device) if ort else Predictor(model, mode, device)
             first, out = timed(predict, x, device)
             row["first_call_s"] = first
             for _ in range(warmup):

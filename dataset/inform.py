@@ -21,9 +21,6 @@ from utils.progress import Progress, plural
 
 NORM_VAL = 1.10  # class weight = 1 / ln(NORM_VAL + p_c), as the original (ENet's weighting)
 KEYS = ("mean", "std", "classWeights")
-# The Cityscapes trainval mean the original release computed (BGR images, so it is subtracted in that order from
-# the RGB image, red minus the blue mean: ORIGINAL.md §3); for checkpoints of that release without their file.
-CITYSCAPES_MEAN_BGR = (73.15835921, 82.90891754, 72.39239876)
 
 
 class _SafeUnpickler(pickle.Unpickler):

@@ -23,6 +23,9 @@ class DatasetSpec:
     resume_eval: str          # the released checkpoints' paths of the original README
     resume_test: str
     label_ids: tuple = ()     # trainId -> official labelId (Cityscapes submission)
+    # The original release's published inform mean (computed on BGR images, so subtracted in that order from the
+    # RGB image: red minus the blue mean), for checkpoints of that release that come without their statistics.
+    release_mean: tuple = ()
 
     @property
     def data_dir(self):
@@ -43,7 +46,7 @@ CITYSCAPES = DatasetSpec(
     dataset_list="cityscapes_trainval_list.txt",
     resume_eval="./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrain/model_cityscapes_train_on_trainset.pth",
     resume_test="./checkpoint/cityscapes/CGNet_M3N21bs16gpu2_ontrainval/model_cityscapes_train_on_trainvalset.pth",
-    label_ids=palettes.CITYSCAPES_LABEL_IDS)
+    label_ids=palettes.CITYSCAPES_LABEL_IDS, release_mean=(73.15835921, 82.90891754, 72.39239876))
 
 CAMVID = DatasetSpec(
     name="camvid", classes=11, ignore_label=11,
@@ -55,3 +58,12 @@ CAMVID = DatasetSpec(
     dataset_list="camvid_trainval_list.txt",
     resume_eval="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth",
     resume_test="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth")
+
+DATASETS = {"cityscapes": CITYSCAPES, "camvid": CAMVID}
+
+
+def spec_for(dataset, classes):
+    """The dataset a checkpoint was trained for: recorded, or told by its class count (19, 11); else None."""
+    if dataset in DATASETS:
+        return DATASETS[dataset]
+    return next((spec for spec in DATASETS.values() if spec.classes == classes), None)

@@ -1,11 +1,14 @@
-"""Checkpoints into networks: the original release's files, ours and bare state_dicts."""
+"""Checkpoints into networks: the original release's files, ours, mmsegmentation's and bare state_dicts."""
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from dataset.specs import CITYSCAPES
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
+from utils.dist import log
 from utils.errors import UserError
 
 
@@ -16,7 +19,7 @@ class Weights:
     layout: str               # "ours", "original" ({"epoch", "model"}), "mmseg" (mmsegmentation's CGNet release),
                               # "state_dict" (bare or {"state_dict": sd})
     ckpt: dict = field(default_factory=dict)  # the whole file: epoch, optimizer, ... for resuming
-    network: dict = None      # build_model's keyword arguments when the file determines them
+    network: dict = None      # build_model's keyword arguments: recorded, or inferred from a CGNet state_dict
     mean: np.ndarray = None   # what preprocessing subtracts from the RGB image, in that order; None: unknown
     dataset: str = None       # the dataset it was trained for, when recorded
 
@@ -27,6 +30,32 @@ def self_contained(state_dict, network, dataset, mean, epoch=0):
     mean: what preprocessing subtracts from the RGB image, in that order."""
     return {"epoch": epoch, "model": state_dict, "network": dict(network), "dataset": dataset,
             "preprocess": {"mean": [float(m) for m in mean]}}
+
+
+def infer_network(sd):
+    """CGNet's build_model arguments read off its state_dict (the original release records none):
+    classes from the classifier, M and N from the numbered CG blocks of stages 2 and 3."""
+    head = sd.get("classifier.0.conv.weight")
+    if head is None or "level1_0.conv.weight" not in sd:
+        return None  # not CGNet: the caller's --model flags decide
+    blocks = {stage: {m.group(1) for k in sd for m in [re.match(rf"{stage}\.(\d+)\.", k)] if m}
+              for stage in ("level2", "level3")}
+    return {"name": "CGNet", "classes": head.shape[0], "M": len(blocks["level2"]) + 1,
+            "N": len(blocks["level3"]) + 1}
+
+
+def _recorded(ckpt, path, flag):
+    """network, dataset and mean of our layout; a damaged record is refused rather than guessed."""
+    try:
+        network = dict(ckpt["network"])
+        mean = np.asarray(ckpt["preprocess"]["mean"], np.float32)
+        if not isinstance(network.get("name"), str) or not isinstance(network.get("classes"), int) \
+                or mean.shape != (3,) or not np.isfinite(mean).all():
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{flag} {path} has a damaged 'network'/'preprocess' record (expected the network's "
+                        f"name and classes and a 3-value mean); save the checkpoint again.") from None
+    return network, ckpt.get("dataset"), mean
 
 
 def read_weights(path, flag="--resume", ckpt=None):
@@ -50,11 +79,34 @@ def read_weights(path, flag="--resume", ckpt=None):
         raise UserError(f"{flag} {path} holds no model weights (expected a state_dict or a dict with "
                         f"a 'model' state_dict); check that it is a CGNet checkpoint.")
     weights = Weights(convert_state_dict(sd), layout, ckpt)
-    if isinstance(ckpt.get("network"), dict):
-        weights.network = ckpt["network"]
-        weights.dataset = ckpt.get("dataset")
-        weights.mean = np.asarray(ckpt["preprocess"]["mean"], np.float32)
+    if "network" in ckpt or "preprocess" in ckpt:
+        weights.network, weights.dataset, weights.mean = _recorded(ckpt, path, flag)
+    elif isinstance(ckpt.get("args"), dict) and "model" in ckpt["args"]:  # ours, before networks were recorded
+        a = ckpt["args"]
+        weights.network = {"name": a["model"], "classes": a.get("classes"), "M": a.get("M"), "N": a.get("N")}
+        weights.dataset = a.get("dataset")
+    else:
+        weights.network = infer_network(weights.state_dict)
     return weights
+
+
+def input_mean(weights, path, inform_mean=None, inform_path=None, flag="--resume"):
+    """The mean preprocessing subtracts: the checkpoint's (a notice if the inform file disagrees);
+    for a checkpoint without one the inform file's; else, for 19 classes, the original release's
+    published Cityscapes mean (ORIGINAL.md section 3)."""
+    if weights.mean is not None:
+        if inform_mean is not None and not np.allclose(inform_mean, weights.mean, atol=1e-3):
+            log(f"notice: --inform_data_file {inform_path} has the mean {np.round(inform_mean, 2).tolist()}, "
+                f"the checkpoint {np.round(weights.mean, 2).tolist()}; using the checkpoint's, as it was trained.")
+        return weights.mean
+    if inform_mean is not None:
+        return np.asarray(inform_mean, np.float32)
+    if weights.network and weights.network.get("classes") == CITYSCAPES.classes:
+        log(f"notice: {path} records no input mean; using the original release's Cityscapes mean "
+            f"{list(CITYSCAPES.release_mean)} (pass --inform_data_file to use other statistics).")
+        return np.asarray(CITYSCAPES.release_mean, np.float32)
+    raise UserError(f"{flag} {path} records no input mean (an original-release or bare checkpoint); pass "
+                    f"--inform_data_file with the statistics file of the data it was trained on.")
 
 
 def _mismatch_cause(model, sd, missing, unexpected, shapes):
@@ -70,23 +122,20 @@ def _mismatch_cause(model, sd, missing, unexpected, shapes):
     return "the checkpoint was made by a different architecture or --model"
 
 
-def load_weights(model, path, flag="--resume", ckpt=None, model_name=None, weights=None):
-    """Load a checkpoint's weights (read from `path` unless given, as `ckpt` or already as `weights`) into
-    `model` strictly; return its Weights.
-
-    Our checkpoints record the --model they were trained with; a different one is refused by name."""
-    weights = weights or read_weights(path, flag, ckpt)
-    ckpt = weights.ckpt
-    trained = ckpt.get("args", {}).get("model") if isinstance(ckpt, dict) and isinstance(ckpt.get("args"), dict) else None
+def _check_name(weights, path, flag, model_name):
+    trained = (weights.network or {}).get("name")
     if model_name and trained and trained != model_name:
         raise UserError(f"{flag} {path} was trained with --model {trained}, not {model_name}; "
-                        f"pass --model {trained} or give a checkpoint trained with --model {model_name}.")
-    sd = weights.state_dict
+                        f"pass --model {trained} or give a {model_name} checkpoint.")
+
+
+def _load(model, sd, path, flag, skip=()):
+    """Load `sd` into `model` strictly but for the keys in `skip`; a misfit is a UserError saying why."""
     own = model.state_dict()
-    missing = [k for k in own if k not in sd]
+    missing = [k for k in own if k not in sd and k not in skip]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
-              for k in own if k in sd and sd[k].shape != own[k].shape]
+              for k in own if k in sd and k not in skip and sd[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         parts = []
         if shapes:
@@ -98,24 +147,78 @@ def load_weights(model, path, flag="--resume", ckpt=None, model_name=None, weigh
         cause = _mismatch_cause(model, sd, missing, unexpected, shapes)
         raise UserError(f"{flag} {path} does not fit the model ({'; '.join(parts)}): {cause}; give a checkpoint "
                         f"trained with the same --model, --classes, --M and --N.")
-    model.load_state_dict(sd)
+    model.load_state_dict({k: v for k, v in sd.items() if k not in skip}, strict=not skip)
+
+
+def load_weights(model, path, flag="--resume", ckpt=None, model_name=None):
+    """Load a checkpoint's weights (read from `path` unless given) into `model` strictly; return its Weights.
+
+    Checkpoints that record their network are refused by a different --model, by name."""
+    weights = read_weights(path, flag, ckpt)
+    _check_name(weights, path, flag, model_name)
+    _load(model, weights.state_dict, path, flag)
     return weights
 
 
+def _differ_in_classes(theirs, ours, classes):
+    """The shapes differ in exactly one dimension, where ours has the class count (a classifier's)."""
+    diff = [i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b]
+    return len(theirs) == len(ours) and len(diff) == 1 and ours[diff[0]] == classes
+
+
+def load_pretrained(model, path, classes, ckpt=None, model_name=None, flag="--weights"):
+    """Fine-tuning and transfer: all weights of a checkpoint into `model`; when the class counts differ
+    the classifier (the tensors whose shape differs only in the class dimension) keeps its fresh
+    initialisation, with a notice."""
+    weights = read_weights(path, flag, ckpt)
+    _check_name(weights, path, flag, model_name)
+    sd, own = weights.state_dict, model.state_dict()
+    extra_bias = [k for k in sd if k not in own and k.startswith("classifier") and k.endswith(".bias")]
+    if extra_bias:  # mmsegmentation's head has a bias the original network has no place for
+        sd = {k: v for k, v in sd.items() if k not in extra_bias}
+        log(f"notice: {path} has a classifier bias ({', '.join(extra_bias)}) that the original network has no "
+            f"place for; it is left out.")
+    head = [k for k in own if k in sd and _differ_in_classes(sd[k].shape, own[k].shape, classes)]
+    _load(model, sd, path, flag, skip=head)
+    if head:
+        log(f"notice: {path} was trained for another number of classes than this run's {classes}: every weight "
+            f"is loaded except the classifier ({', '.join(head)}), which starts freshly initialised.")
+    return weights
+
+
+def network_of(args):
+    """build_model's keyword arguments from the --model/--classes/--M/--N flags."""
+    return {"name": args.model, "classes": args.classes, "M": args.M, "N": args.N}
+
+
 def build_and_load(args, device, path=None, ckpt=None):
-    """With a checkpoint (`path`, or the already read `ckpt`): the network it determines (mmsegmentation's,
-    or ours written by self_contained) or else the --model network, with its weights. Without: --model."""
-    weights = read_weights(path, "--resume", ckpt) if path else None
-    network = dict(name=args.model, classes=args.classes, M=args.M, N=args.N)
-    if weights is not None and weights.network:
-        if weights.network["classes"] != args.classes:
-            raise UserError(f"--resume {path} holds a {weights.network['classes']}-class network but --classes is "
-                            f"{args.classes}; give a checkpoint of this dataset or the matching --classes.")
-        network = weights.network
+    """Training: the --model/--classes/--M/--N network, with the weights of `path` (or of the already
+    read `ckpt`) when given; they must fit it exactly."""
     try:
-        model = build_model(**network)
+        model = build_model(args.model, args.classes, M=args.M, N=args.N)
     except ValueError as e:
         raise UserError(f"--model/--M/--N: {e}.") from None
-    if weights is not None:
-        load_weights(model, path, "--resume", model_name=network["name"], weights=weights)
+    weights = load_weights(model, path, "--resume", ckpt, args.model) if path else None
     return model.to(device), weights
+
+
+def build_for_inference(path, flag="--resume", fallback=None, model_name=None, classes=None):
+    """What eval, test, tools/segment.py and tools/export_onnx.py run: the network the checkpoint
+    records (or its CGNet state_dict tells) with its weights, and its Weights. `fallback`: the
+    network of the flags, for a checkpoint that tells none; `classes`: the count the caller needs."""
+    weights = read_weights(path, flag)
+    network = weights.network or fallback
+    if network is None:
+        raise UserError(f"{flag} {path} is not a checkpoint of CGNet (its parameter names are not CGNet's and "
+                        f"it records no network); give a checkpoint written by this project or the original release.")
+    _check_name(weights, path, flag, model_name)
+    if classes is not None and network["classes"] != classes:
+        raise UserError(f"{flag} {path} does not fit: the checkpoint has {network['classes']} classes but the "
+                        f"model {classes} (a checkpoint of the other dataset, or a wrong --classes?).")
+    try:
+        model = build_model(**network)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{flag} {path} records a network this code cannot build ({network}: {e}); "
+                        f"give a checkpoint written by this project or the original release.") from None
+    _load(model, weights.state_dict, path, flag)
+    return model.eval(), weights

@@ -49,8 +49,13 @@ def train_parser(spec):
                    help="total batch size over all GPUs/processes")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate")
     p.add_argument("--savedir", default="./checkpoint/", help="checkpoints go to SAVEDIR/DATASET/RUN_NAME/")
-    p.add_argument("--resume", default=None,
-                   help="checkpoint to continue from, or 'auto' for the run folder's checkpoint.pth if any")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", default=None,
+                       help="checkpoint to continue from, or 'auto' for the run folder's checkpoint.pth if any")
+    start.add_argument("--weights", default=None,
+                       help="start a new run (epoch 0, fresh optimizer and LR schedule) from the weights of this "
+                            "checkpoint (ours or the original release's); with another class count the "
+                            "classifier starts fresh (fine-tuning, transfer)")
     p.add_argument("--logFile", default="log.txt", help="name of the log file inside the run folder")
     p.add_argument("--seed", type=seed_int, default=None,
                    help="random seed (printed and stored; with it a CPU run is repeatable); default: random")

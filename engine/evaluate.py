@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from dataset.datasets import EvalDataset, image_header, make_loader, read_list
-from dataset.inform import get_inform
-from engine.checkpoint import build_and_load
+from dataset.inform import get_inform, read_inform
+from engine.checkpoint import build_for_inference, input_mean, network_of
 from model.inference import Predictor, predict_multiscale
 from utils.device import keep_cpu_memory, select_device
 from utils.dist import log
@@ -76,6 +76,22 @@ def save_pictures(args, spec, folder, sample, pred, gt):
                  panel(rgb, pred, spec.palette, gt, args.ignore_label))
 
 
+def eval_mean(args, weights):
+    """The checkpoint's input mean. The inform file is read only to compare with it, or for a checkpoint
+    without one (computed from --data_dir/--dataset_list when absent, as the original did)."""
+    inform_mean = None
+    if weights.mean is not None:
+        if os.path.isfile(args.inform_data_file):
+            try:
+                inform_mean = read_inform(args.inform_data_file)["mean"]
+            except UserError:
+                pass  # not needed: the checkpoint carries its mean
+    elif os.path.exists(args.inform_data_file) or os.path.isfile(os.path.join(args.data_dir, args.dataset_list)):
+        inform_mean = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
+                                 args.ignore_label, log)["mean"]
+    return input_mean(weights, args.resume, inform_mean, args.inform_data_file)
+
+
 def predictor(args, model, device):
     """The fast path by default: BN folded into the convs and channels-last (exact in fp32, see
     benchmark.py); --compile and --amp on top. --plain is the original's eager fp32 forward."""
@@ -96,15 +112,11 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
     check_outputs. Returns (samples, confusion matrix or None)."""
     device, _ = select_device(args)
-    model, weights = build_and_load(args, device, args.resume)
+    model, weights = build_for_inference(args.resume, fallback=network_of(args), model_name=args.model,
+                                         classes=args.classes)
+    model = model.to(device)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
-    if weights.mean is not None:  # the checkpoint's own preprocessing (mmsegmentation's: RGB order)
-        mean = weights.mean
-        log(f"preprocessing of {args.resume}: subtract {[round(float(m), 2) for m in mean]} from the RGB image "
-            f"(not --inform_data_file)")
-    else:
-        mean = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                          args.ignore_label, log)["mean"]
+    mean = eval_mean(args, weights)
     if args.batch_size > 1:  # images are stacked into one tensor: they must share a size
         sizes = {}
         for s in samples:

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from dataset.datasets import TrainDataset, make_loader, read_list
 from dataset.inform import get_inform
-from engine.checkpoint import build_and_load
+from engine.checkpoint import build_and_load, load_pretrained, network_of, self_contained
 from engine.evaluate import validate
 from model import count_parameters
 from utils import dist as du
@@ -245,9 +245,6 @@ def _train(args, spec, device, rank, world):
         log(f"run folder {run_dir}; {count_parameters(model):,} parameters; seed {run.seed}; device {device}"
             f"{f' x {world} processes' if world > 1 else ''}; {plural(len(dataset), 'training image')}, "
             f"{plural(per_iter, 'iteration')} per epoch")
-    if run.start_epoch >= args.max_epochs:
-        log(f"nothing to train: the checkpoint has {plural(run.start_epoch, 'epoch')} and --max_epochs is "
-            f"{args.max_epochs}.")
 
     summary = {"run_dir": run_dir, "seed": run.seed, "epochs": run.start_epoch, "world_size": world}
     for epoch in range(run.start_epoch, args.max_epochs):
@@ -265,7 +262,7 @@ def _train(args, spec, device, rank, world):
         if rank == 0:
             row = f"{epoch + 1}\t\t{loss:.4f}\t\t{train_miou:.4f}\t\t"
             log_lines.append(row + (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}")
-            save(args, run, du.unwrap(model), epoch, per_iter, run_dir, log_lines)
+            save(args, run, du.unwrap(model), epoch, per_iter, run_dir, log_lines, inform["mean"])
             log(f"epoch {epoch + 1}/{args.max_epochs}: loss {loss:.4f}, train mIoU {train_miou:.4f}"
                 + (f", val mIoU {val_miou:.4f}" if val_miou is not None else "")
                 + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s")
@@ -289,10 +286,11 @@ class Run:
 
 
 def restore(args, device, rank, run_dir, sync_bn):
-    """Build the model, optimizer and scaler; with --resume, load their state from the checkpoint.
+    """Build the model, optimizer and scaler; with --resume, load their state from the checkpoint;
+    with --weights, only the weights (a new run: epoch 0, fresh optimizer and LR schedule).
 
     Rank 0 alone touches the run folder; the others get what it read (no shared disk needed)."""
-    resume, ckpt, seed = None, {}, args.seed
+    resume, ckpt, seed, pretrained = None, {}, args.seed, None
     if rank == 0:
         resume = resolve_resume(args.resume, run_dir) if args.resume else None
         ckpt = read_resume(resume, args.resume == "auto", run_dir) if resume else {}
@@ -300,10 +298,14 @@ def restore(args, device, rank, run_dir, sync_bn):
             seed = ckpt["seed"]
         if seed is None:
             seed = random.SystemRandom().randrange(2 ** 31)
-    resume, ckpt, seed = du.broadcast_object((resume, ckpt, seed))
+        pretrained = read_checkpoint(args.weights, "--weights") if args.weights else None
+    resume, ckpt, seed, pretrained = du.broadcast_object((resume, ckpt, seed, pretrained))
 
     seed_everything(seed)  # before building the model: the same initial weights whatever the process count
     model, weights = build_and_load(args, device, resume, ckpt)
+    if args.weights:
+        load_pretrained(model, args.weights, args.classes, pretrained, args.model)
+        log(f"starting a new run from the weights of {args.weights}")
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if args.channels_last:
@@ -314,6 +316,11 @@ def restore(args, device, rank, run_dir, sync_bn):
         return run
     ckpt = weights.ckpt
     run.start_epoch = int(ckpt.get("epoch", 0))
+    if run.start_epoch >= args.max_epochs:  # checked on every rank, before anything is written
+        raise UserError(f"--resume {resume} has already trained {plural(run.start_epoch, 'epoch')}, which reaches "
+                        f"--max_epochs "
+                        f"{args.max_epochs}; give a higher --max_epochs to train on, or --weights {resume} to "
+                        f"start a new run (fine-tuning) from its weights.")
     if "optimizer" in ckpt:
         try:
             run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -349,14 +356,15 @@ def open_log(args, run, run_dir, params):
     return lines
 
 
-def save(args, run, model, epoch, per_iter, run_dir, log_lines):
-    """Rank 0 after each epoch: model_N.pth on the original's schedule, checkpoint.pth, log.txt."""
-    weights = model.state_dict()  # no DDP `module.` prefix
+def save(args, run, model, epoch, per_iter, run_dir, log_lines, mean):
+    """Rank 0 after each epoch: model_N.pth on the original's schedule, checkpoint.pth, log.txt.
+    Both checkpoints are self-contained: the network, dataset and input mean travel with the weights."""
+    weights = self_contained(model.state_dict(), network_of(args), args.dataset, mean, epoch + 1)  # no `module.`
     # Order matters for a kill between two writes: model_N.pth before checkpoint.pth (a resume redoes
     # epoch N and rewrites it), log.txt after (a resume rewrites it from the checkpoint's copy).
-    if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy and format
-        save_checkpoint({"epoch": epoch + 1, "model": weights}, os.path.join(run_dir, f"model_{epoch + 1}.pth"))
-    state = {"epoch": epoch + 1, "model": weights, "optimizer": run.optimizer.state_dict(),
+    if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy, {"epoch", "model"} kept
+        save_checkpoint(weights, os.path.join(run_dir, f"model_{epoch + 1}.pth"))
+    state = {**weights, "optimizer": run.optimizer.state_dict(),
              "iteration": (epoch + 1) * per_iter, "seed": run.seed, "args": vars(args), "log": log_lines}
     if run.scaler.is_enabled():
         state["scaler"] = run.scaler.state_dict()

@@ -1,0 +1,81 @@
+"""Frames/second of tools/segment.py on a synthetic 640x360 street video: default, --amp bf16, eager.
+
+Each configuration runs tools/segment.py as its own process (the allocator setting of the fast path
+is process-wide), in rounds that interleave the configurations; the table gives the median fps of the
+frame loop (decode, network, overlay, mp4 encoding) that segment.py prints.
+
+    python tools/bench_segment.py [--frames 60] [--rounds 2] [--configs plain,default,bf16]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from dataset.specs import CITYSCAPES  # noqa: E402
+from engine.checkpoint import self_contained  # noqa: E402
+from model import build_model  # noqa: E402
+from tools.make_demo_data import _street  # noqa: E402
+from utils.args import positive_int  # noqa: E402
+
+CONFIGS = {"plain": ["--plain", "true"], "default": [], "bf16": ["--amp", "bf16"], "compile": ["--compile", "true"]}
+
+
+def make_video(path, frames, w=640, h=360):
+    """A street scene panning sideways: every frame differs, as in a drive."""
+    scene = np.ascontiguousarray(_street(np.random.default_rng(0), h, 2 * w)[0][:, :, ::-1])
+    video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for i in range(frames):
+        x = i * w // max(frames, 1)
+        video.write(np.ascontiguousarray(scene[:, x:x + w]))
+    video.release()
+
+
+def main(a):
+    rows = {name: [] for name in a.configs.split(",")}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = os.path.join(tmp, "drive.mp4")
+        make_video(video, a.frames)
+        ckpt = os.path.join(tmp, "cgnet.pth")  # speed does not depend on what the weights are
+        torch.save(self_contained(build_model("CGNet", 19).state_dict(),
+                                  {"name": "CGNet", "classes": 19, "M": 3, "N": 21}, "cityscapes",
+                                  CITYSCAPES.release_mean), ckpt)
+        for _ in range(a.rounds):
+            for name in rows:
+                out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "segment.py"), "--resume", ckpt,
+                                      video, "--out", os.path.join(tmp, name), "--cuda", str(a.cuda),
+                                      *CONFIGS[name]], capture_output=True, text=True, cwd=ROOT)
+                found = re.search(r"at ([\d.]+) frames/s", out.stdout)
+                if out.returncode or not found:
+                    sys.exit(f"segment.py {name} failed:\n{out.stdout}{out.stderr}")
+                rows[name].append(float(found.group(1)))
+    base = statistics.median(rows["plain"]) if "plain" in rows else None
+    print(f"tools/segment.py on a 640x360 video of {a.frames} frames, {a.rounds} rounds, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'configuration':<14}{'fps':>8}{'vs plain':>10}")
+    for name, fps in rows.items():
+        med = statistics.median(fps)
+        print(f"{name:<14}{med:>8.2f}{(f'{med / base:.2f}x' if base else ''):>10}")
+    return rows
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Time tools/segment.py on a synthetic 640x360 video.")
+    p.add_argument("--frames", type=positive_int, default=60)
+    p.add_argument("--rounds", type=positive_int, default=2)
+    p.add_argument("--configs", default="plain,default,bf16", help=f"comma-separated, from {', '.join(CONFIGS)}")
+    p.add_argument("--cuda", default="true")
+    return p
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

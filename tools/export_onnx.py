@@ -1,0 +1,126 @@
+"""Export a checkpoint to ONNX with the preprocessing inside the graph, checked with ONNX Runtime.
+
+    python tools/export_onnx.py --resume model_350.pth --out cgnet.onnx [--image street.png]
+
+The graph takes `image`: uint8 (N, H, W, 3), BGR as cv2.imread returns it, N, H and W dynamic; it
+returns `labels` (N, H, W) int64 class ids and `logits` (N, C, H, W) float32. After writing, the graph
+is run with ONNX Runtime on an image (--image, or a synthetic street scene) and compared with the
+PyTorch model; below 99.9 % argmax agreement the file is not kept and the exit status is 2.
+Needs `onnx` and `onnxruntime` (requirements-dev.txt); inference with the file needs only onnxruntime.
+"""
+import argparse
+import os
+import sys
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from dataset.datasets import normalize, to_tensor  # noqa: E402
+from dataset.inform import read_inform  # noqa: E402
+from engine.checkpoint import build_for_inference, input_mean  # noqa: E402
+from model.inference import fold_bn  # noqa: E402
+from tools.make_demo_data import _street  # noqa: E402
+from utils.dist import log  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.files import atomic_write, check_writable_file  # noqa: E402
+
+MIN_AGREEMENT = 0.999
+
+
+class Deployable(nn.Module):
+    """The network with the original's preprocessing in front (normalize(): BGR -> RGB, minus the mean)
+    and the argmax behind: uint8 (N, H, W, 3) BGR -> labels (N, H, W) int64, logits (N, C, H, W)."""
+
+    def __init__(self, model, mean):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean, np.float32)).view(1, 3, 1, 1))
+
+    def forward(self, image):
+        x = image.flip(-1).permute(0, 3, 1, 2).float() - self.mean  # (N, 3, H, W), RGB, mean subtracted
+        logits = self.model(x)
+        return logits.argmax(1), logits
+
+
+def export(model, mean, path, opset=17):
+    """Write the Deployable of `model` (BN folded: a smaller graph, exact in fp32) to `path`."""
+    net = Deployable(fold_bn(model), mean).eval()
+    example = torch.zeros(1, 64, 128, 3, dtype=torch.uint8)
+    with warnings.catch_warnings():
+        # The TorchScript exporter: the torch.export-based one would add onnxscript as a dependency and
+        # gives the same graph for this network, which has no data-dependent control flow.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(net, (example,), path, input_names=["image"], output_names=["labels", "logits"],
+                          dynamic_axes={"image": {0: "N", 1: "H", 2: "W"}, "labels": {0: "N", 1: "H", 2: "W"},
+                                        "logits": {0: "N", 2: "H", 3: "W"}},
+                          opset_version=opset, dynamo=False)
+
+
+def onnxruntime_session(path):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("onnxruntime is not installed; pip install -r requirements-dev.txt (it pins onnx and "
+                        "onnxruntime).") from None
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def compare(path, model, mean, image_bgr):
+    """(largest logit difference, argmax agreement) of the ONNX graph against the PyTorch model."""
+    labels, logits = onnxruntime_session(path).run(None, {"image": image_bgr[None]})
+    with torch.inference_mode():
+        ref = model(to_tensor(normalize(image_bgr, mean))[None]).numpy()
+    return float(np.abs(logits - ref).max()), float((labels == ref.argmax(1)).mean())
+
+
+def main(args):
+    check_writable_file(args.out, "--out")
+    if args.image:
+        image = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"--image {args.image} is not a readable image; give a png/jpg file or leave it out.")
+    else:
+        image = np.ascontiguousarray(_street(np.random.default_rng(0), 512, 1024)[0][:, :, ::-1])  # BGR
+    model, weights = build_for_inference(args.resume)
+    inform = read_inform(args.inform_data_file)["mean"] if args.inform_data_file else None
+    mean = input_mean(weights, args.resume, inform, args.inform_data_file)
+    result = {}
+
+    def write(tmp):  # exported and checked under a temporary name: a refused graph never appears at --out
+        export(model, mean, tmp, args.opset)
+        diff, agreement = compare(tmp, model, mean, image)
+        result.update(max_logit_diff=diff, agreement=agreement)
+        log(f"ONNX Runtime vs PyTorch on a {image.shape[1]}x{image.shape[0]} image: largest logit difference "
+            f"{diff:.2e}, argmax agreement {agreement * 100:.3f} %")
+        if agreement < MIN_AGREEMENT:
+            raise UserError(f"the exported graph agrees with PyTorch on only {agreement * 100:.3f} % of the pixels "
+                            f"(< {MIN_AGREEMENT * 100:.1f} %), so {args.out} was not written; report this with "
+                            f"your torch and onnxruntime versions.")
+
+    atomic_write(args.out, write)
+    log(f"wrote {args.out}: input 'image' uint8 (N, H, W, 3) BGR; outputs 'labels' (N, H, W) int64, "
+        f"'logits' (N, {weights.network['classes']}, H, W) float32")
+    return result
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Export a CGNet checkpoint to ONNX (preprocessing inside the graph).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's")
+    p.add_argument("--out", default="cgnet.onnx", help="ONNX file to write")
+    p.add_argument("--image", default=None, help="image to check the graph on (default: a synthetic street scene)")
+    p.add_argument("--inform_data_file", default=None,
+                   help="statistics file whose mean to use for a checkpoint that records none (the original "
+                        "release's); 19-class checkpoints default to the release's Cityscapes mean")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    return p
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())
