@@ -143,7 +143,8 @@ def read_resume(path, auto, run_dir):
         latest = os.path.join(run_dir, saved[-1][1])
         others = ", ".join(name for _, name in reversed(saved[:-1][-3:]))
         hint = (f"continue from an earlier save with --resume {latest}" + (f" (or {others})" if others else "")
-                + " (Adam restarts there), or move it away to start the run again")
+                + f" (Adam restarts there), start a new run from its weights with --weights {latest}, or move it "
+                  f"away to start the run again")
     else:
         hint = f"no model_N.pth was saved in {run_dir} either, so move it away to start the run again"
     raise UserError(f"--resume auto: {path}, the last save of this run, is damaged (empty, truncated or not a "
@@ -318,8 +319,7 @@ def restore(args, device, rank, run_dir, sync_bn):
     run.start_epoch = int(ckpt.get("epoch", 0))
     if run.start_epoch >= args.max_epochs:  # checked on every rank, before anything is written
         raise UserError(f"--resume {resume} has already trained {plural(run.start_epoch, 'epoch')}, which reaches "
-                        f"--max_epochs "
-                        f"{args.max_epochs}; give a higher --max_epochs to train on, or --weights {resume} to "
+                        f"--max_epochs {args.max_epochs}; give a higher --max_epochs to train on, or --weights {resume} to "
                         f"start a new run (fine-tuning) from its weights.")
     if "optimizer" in ckpt:
         try:

@@ -1,6 +1,8 @@
 """Shared by the test files: the repository on sys.path, tiny synthetic datasets in the real layouts
 (made once per session), and the command-line flags of a tiny CPU training run."""
 import os
+import re
+import shlex
 import sys
 
 import pytest
@@ -21,6 +23,23 @@ def train_argv(root, out, *extra):
             "--val_data_list", f"{root}/cityscapes_val_list.txt", "--inform_data_file", f"{out}/inform.pkl",
             "--savedir", f"{out}/ckpt/", "--input_size", "32,32", "--batch_size", "2", "--seed", "3",
             "--train_type", "ontrain", *TINY, *extra]
+
+
+def readme_commands():
+    """(launcher, script path, argument list) of every python/torchrun command in the README's shell
+    blocks, continuation lines joined and comments dropped."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    commands = []
+    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in re.split(r"&&|\|\||;|\|", line.split(" # ")[0]):
+                words = shlex.split(part, comments=True)
+                scripts = [i for i, w in enumerate(words) if w.endswith(".py")]
+                launchers = {"python", "python3", "torchrun", ".venv/bin/python"}
+                if scripts and any(w in launchers for w in words[:scripts[0]]):
+                    commands.append((words[scripts[0] - 1], words[scripts[0]], words[scripts[0] + 1:]))
+    return commands
+
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 script's own parser, and the original defaults hold."""
 import importlib
 import os
-import re
 import shlex
 
 import pytest
@@ -12,7 +11,7 @@ import camvid_train
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
-from conftest import ROOT
+from conftest import ROOT, readme_commands
 
 # The original README's commands (the brief's "faithful" contract), independent of our README's wording.
 ORIGINAL_COMMANDS = [
@@ -29,21 +28,6 @@ ORIGINAL_COMMANDS = [
 ]
 
 
-def readme_commands():
-    """(script path, argument list) of every python/torchrun command in the README's shell blocks."""
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    commands = []
-    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            for part in re.split(r"&&|\|\||;|\|", line.split(" # ")[0]):
-                words = shlex.split(part, comments=True)
-                scripts = [i for i, w in enumerate(words) if w.endswith(".py")]
-                launchers = {"python", "python3", "torchrun", ".venv/bin/python"}
-                if scripts and any(w in launchers for w in words[:scripts[0]]):
-                    commands.append((words[scripts[0]], words[scripts[0] + 1:]))
-    return commands
-
-
 @pytest.mark.parametrize("script, line", ORIGINAL_COMMANDS)
 def test_original_command_lines_parse(script, line):
     args = script.get_args_parser().parse_args(shlex.split(line))
@@ -51,12 +35,13 @@ def test_original_command_lines_parse(script, line):
 
 
 def test_the_readme_has_commands_for_every_script():
-    scripts = {script for script, _ in readme_commands()}
+    scripts = {script for _, script, _ in readme_commands()}
     assert {"cityscapes_train.py", "cityscapes_eval.py", "cityscapes_test.py", "camvid_train.py",
             "camvid_test.py", "benchmark.py"} <= scripts
 
 
-@pytest.mark.parametrize("script, argv", readme_commands(), ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60])
+@pytest.mark.parametrize("script, argv", [c[1:] for c in readme_commands()],
+                         ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60])
 def test_every_readme_command_parses(script, argv):
     assert os.path.isfile(os.path.join(ROOT, script)), f"the README runs {script}, which does not exist"
     module = importlib.import_module(script[:-3].replace("/", "."))

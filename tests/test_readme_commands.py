@@ -2,34 +2,17 @@
 they parse), and the Makefile says how to activate it and cleans up exactly what the project wrote."""
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, readme_commands
+
 README = open(os.path.join(ROOT, "README.md")).read()
 RUNNABLE = ("cityscapes_train.py", "cityscapes_eval.py", "cityscapes_test.py", "camvid_train.py", "camvid_test.py",
             "tools/prepare_cityscapes.py", "tools/prepare_camvid.py")
-
-
-def readme_commands():
-    """Every python/torchrun line of the README's bash blocks, comments removed."""
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
-        for line in block.splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
-            if line.startswith(("python ", "torchrun ")):
-                lines.append(line)
-    return lines
-
-
-def script_and_args(line):
-    words = shlex.split(line)
-    at = next(i for i, w in enumerate(words) if w.endswith(".py"))
-    return words[at], words[at + 1:]
 
 
 def test_the_readme_says_to_activate_right_after_the_two_commands():
@@ -39,12 +22,11 @@ def test_the_readme_says_to_activate_right_after_the_two_commands():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("line", [line for line in readme_commands() if script_and_args(line)[0] in RUNNABLE
-                                  and line.startswith("python ")])
-def test_readme_commands_on_a_machine_without_the_data(line, tmp_path):
+@pytest.mark.parametrize("script, args", [c[1:] for c in readme_commands() if c[1] in RUNNABLE and c[0] == "python"],
+                         ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60])
+def test_readme_commands_on_a_machine_without_the_data(script, args, tmp_path):
     """Run in an empty folder, each command gets to the data or checkpoint it needs and names it: no
     missing module, no refused flag, nothing written."""
-    script, args = script_and_args(line)
     run = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120)
     last = run.stderr.strip().splitlines()[-1]

@@ -60,7 +60,8 @@ def test_a_damaged_checkpoint_under_resume_auto_names_the_runs_model_files(data,
     model_1 = os.path.join(run_dir, "model_1.pth")
     assert message == (f"error: --resume auto: {run_dir}/checkpoint.pth, the last save of this run, is damaged (empty, "
                        f"truncated or not a checkpoint); continue from an earlier save with --resume {model_1} "
-                       f"(Adam restarts there), or move it away to start the run again.")
+                       f"(Adam restarts there), start a new run from its weights with --weights {model_1}, or move "
+                       f"it away to start the run again.")
     assert "download" not in message
     # and the advice works
     result = run_cli(cityscapes_train.main, cityscapes_train.get_args_parser(),
