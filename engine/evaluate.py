@@ -11,7 +11,7 @@ from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from dataset.inform import get_inform
 from engine.checkpoint import build_and_load
 from model.inference import Predictor, predict_multiscale
-from utils.device import keep_cpu_memory, select_device
+from utils.device import keep_cpu_memory, select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
 from utils.files import BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png
@@ -62,16 +62,19 @@ def save_pictures(args, spec, sample, pred, gt):
 
 
 def predictor(args, model, device):
-    """The fast path by default: BN folded into the convs and channels-last (exact in fp32, see
-    benchmark.py); --compile and --amp on top. --plain is the original's eager fp32 forward."""
+    """The fast path by default: BN folded into the convs (exact in fp32, see benchmark.py), channels-last
+    on the CPU; --compile and --amp on top. --plain is the original's eager fp32 forward."""
     if args.plain:
-        model.eval()
-        return torch.no_grad()(model)
+        return Predictor(model, "eager", device)  # the original's forward (in full fp32 on GPUs too)
+    features = ["fold_bn"]
     if device.type == "cpu":
         # Reuse freed blocks instead of faulting in fresh pages per 1024x2048 activation. Not done in
         # training: its loader workers are forked every epoch, and copy-on-write of a kept heap costs more.
         keep_cpu_memory()
-    features = ["fold_bn", "channels_last"] + (["compile"] if args.compile else [])
+        # Measured faster on a CPU only; on GPUs cuDNN's depthwise convolutions in fp32 may be faster in
+        # NCHW, so GPUs keep NCHW until a measurement there says otherwise (benchmark.py --device cuda).
+        features.append("channels_last")
+    features += ["compile"] if args.compile else []
     features += [args.amp] if args.amp != "none" else []
     return Predictor(model, "+".join(features), device)
 
@@ -85,6 +88,7 @@ def run_inference(args, spec, list_flag, with_label, write):
     elif args.overlay or args.panel:
         raise UserError("--overlay/--panel need --save_seg_dir, the folder to write the pictures to.")
     device, _ = select_device(args)
+    use_device(device)
     model, _ = build_and_load(args, device, args.resume)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
     inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,

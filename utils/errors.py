@@ -4,7 +4,13 @@ import sys
 
 
 class UserError(Exception):
-    """A problem with the user's input (a file, a flag, a dataset), worded so that they can fix it."""
+    """A problem with the user's input (a file, a flag, a dataset), worded so that they can fix it.
+
+    `rank`: the process of a multi-process run that met it alone (printed as a [rank N] prefix)."""
+
+    def __init__(self, message, rank=None):
+        super().__init__(message)
+        self.rank = rank
 
 
 def run_cli(main, parser, argv=None):
@@ -21,15 +27,29 @@ def run_cli(main, parser, argv=None):
     except UserError as e:
         if debug:
             raise
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
-            print(f"error: {user_message(e)}", file=sys.stderr)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of torchrun's processes
+            from utils.dist import report_error  # utils.dist imports this module
+            report_error(user_message(e))
+        else:
+            print(f"{'' if e.rank is None else f'[rank {e.rank}] '}error: {user_message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted: stopped by Ctrl-C; completed checkpoints and outputs are kept "
-              "(continue a training run with --resume auto).", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every process of the run gets the Ctrl-C: say it once
+            print("interrupted: stopped by Ctrl-C; completed checkpoints and outputs are kept "
+                  "(continue a training run with --resume auto).", file=sys.stderr)
         sys.exit(130)
+    except Exception:
+        if debug or int(os.environ.get("WORLD_SIZE", 1)) < 2:
+            raise
+        from utils.dist import rank, stopped_by_another_rank
+        first = stopped_by_another_rank()
+        if first is None:
+            raise
+        print(f"[rank {rank()}] stopped: rank {first} stopped on the error it printed (the line "
+              f"'[rank {first}] error: ...').", file=sys.stderr)
+        sys.exit(2)
 
 
 def user_message(error):
