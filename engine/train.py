@@ -1,5 +1,6 @@
-"""Training, shared by the Cityscapes and CamVid scripts: train() -> _train(): restore(), open_log(),
-then per epoch train_one_epoch(), validate() (engine/evaluate.py) and save().
+"""Training, shared by the Cityscapes and CamVid scripts: train() (lists, statistics) -> train_process()
+per process (device, process group) -> _train(): restore(), open_log(), then per epoch train_one_epoch(),
+validate() (engine/evaluate.py) and save().
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """

@@ -20,7 +20,7 @@ compiles once more (20-60 s on a small CPU, cached on disk afterwards) and after
 back to eager.
 """
 import copy
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn

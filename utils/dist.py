@@ -154,27 +154,34 @@ def report_error(message):
     to it (stopped_by_another_rank). The ranks tell each other through the run's key-value store.
     """
     me, world = rank(), int(os.environ.get("WORLD_SIZE", 1))
+    line = f"[rank {me}] error: {message}"
     store = _run_store()
-    if store is None:
-        print(f"[rank {me}] error: {message}", file=sys.stderr, flush=True)
-        return
     try:
-        store.compare_set("first", "", str(me))
-        key = "error:" + message
-        if store.add(key, 1) == 1:  # the first rank to stop on this message says it
-            deadline = time.monotonic() + AGREE_S
-            while store.add(key, 0) < world and time.monotonic() < deadline:
-                time.sleep(0.05)
-            everyone = store.add(key, 0) >= world
-            print(f"{'' if everyone else f'[rank {me}] '}error: {message}", file=sys.stderr, flush=True)
-        store.add("stopped", 1)
-        # Break the collective the others may wait in (gloo reports the closed connection at once), and give
-        # them a moment to say why they stop: torchrun terminates the rest as soon as one process has exited.
-        cleanup()
-        deadline = time.monotonic() + STOP_AFTER_S
-        while store.add("stopped", 0) < world and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if store is not None:
+            store.compare_set("first", "", str(me))
+            key = "error:" + message
+            if store.add(key, 1) > 1:  # the first rank to stop on this message says it
+                line = None
+            else:
+                deadline = time.monotonic() + AGREE_S
+                while store.add(key, 0) < world and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if store.add(key, 0) >= world:
+                    line = f"error: {message}"
     except dist.DistError:  # the store went away with the process that hosted it
+        store = None
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    # Break the collective the others may wait in (gloo reports the closed connection at once), and give
+    # them a moment to say why they stop: torchrun terminates the rest as soon as one process has exited.
+    cleanup()
+    try:
+        if store is not None:
+            store.add("stopped", 1)
+            deadline = time.monotonic() + STOP_AFTER_S
+            while store.add("stopped", 0) < world and time.monotonic() < deadline:
+                time.sleep(0.05)
+    except dist.DistError:
         pass
 
 
