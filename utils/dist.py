@@ -5,6 +5,7 @@ each with the environment torchrun would give it, so the same code path serves b
 """
 import os
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from utils.errors import UserError
 INIT_TIMEOUT = timedelta(minutes=60)
 STOP_AFTER_S = 3  # children still running this long after SIGTERM are killed
 AGREE_S = 1.0     # how long a rank stopping on an error waits to learn whether every rank stops on it
+_stopping = threading.Lock()  # held by the first thread of this process that stops it on an error
 
 
 def launched_by_torchrun():
@@ -62,6 +64,8 @@ def init_distributed(device):
             dist.init_process_group(backend="nccl", device_id=device, timeout=INIT_TIMEOUT)
         else:
             dist.init_process_group(backend="gloo", timeout=INIT_TIMEOUT)
+        if dist.get_world_size() > 1:
+            watch_for_stops()
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -150,15 +154,16 @@ def report_error(message):
 
     A message every rank stops on alike (a bad flag, a NaN loss found by an all-reduce) is printed once,
     plainly. One that a rank meets alone (a broken image in its share of the data) is printed by it,
-    prefixed [rank N]; the other ranks, waiting for it in a collective, then stop with one line pointing
-    to it (stopped_by_another_rank). The ranks tell each other through the run's key-value store.
+    prefixed [rank N]; the other ranks, perhaps blocked in a collective waiting for it, then stop with one
+    line pointing to it (watch_for_stops). The ranks tell each other through the run's key-value store.
     """
+    if not _stopping.acquire(blocking=False):
+        return  # this process is already stopping because another rank did
     me, world = rank(), int(os.environ.get("WORLD_SIZE", 1))
     line = f"[rank {me}] error: {message}"
     store = _run_store()
     try:
         if store is not None:
-            store.compare_set("first", "", str(me))
             key = "error:" + message
             if store.add(key, 1) > 1:  # the first rank to stop on this message says it
                 line = None
@@ -172,11 +177,11 @@ def report_error(message):
         store = None
     if line:
         print(line, file=sys.stderr, flush=True)
-    # Break the collective the others may wait in (gloo reports the closed connection at once), and give
-    # them a moment to say why they stop: torchrun terminates the rest as soon as one process has exited.
-    cleanup()
     try:
         if store is not None:
+            if line and line.startswith("["):  # met alone: the others' watchers stop them, pointing here
+                store.compare_set("first", "", str(me))
+            # Exit once they have said why they stop: torchrun terminates the rest as soon as one has exited.
             store.add("stopped", 1)
             deadline = time.monotonic() + STOP_AFTER_S
             while store.add("stopped", 0) < world and time.monotonic() < deadline:
@@ -185,20 +190,49 @@ def report_error(message):
         pass
 
 
-def stopped_by_another_rank():
-    """The rank that stopped first on a UserError, when it is not this one (this rank's exception is then
-    the broken collective it left behind); None in a single process or when no rank stopped so."""
-    if int(os.environ.get("WORLD_SIZE", 1)) < 2:
-        return None
+def watch_for_stops():
+    """A thread that stops this process, with one line pointing to the culprit, when another rank has
+    stopped on an error it met alone (report_error). It works wherever the main thread waits, in a gloo
+    or NCCL collective included, which would otherwise end only by torchrun's SIGTERM or a timeout."""
+    store, me = _run_store(), rank()
+    if store is None:
+        return
+
+    def watch():
+        try:
+            while not store.check(["first"]):
+                time.sleep(0.2)
+            first = int(store.get("first"))
+        except dist.DistError:
+            return
+        if first != me:
+            exit_pointing_to(first, store)
+    threading.Thread(target=watch, name="watch_for_stops", daemon=True).start()
+
+
+def exit_if_another_rank_stopped():
+    """Called by run_cli on an unexpected exception of a multi-process run: when another rank stopped on
+    an error, this one is the broken collective it left behind; say so in one line and exit."""
     store = _run_store()
     try:
-        if store is None or not store.check(["first"]):
-            return None
-        first = int(store.get("first"))
-        store.add("stopped", 1)
+        first = int(store.get("first")) if store is not None and store.check(["first"]) else None
     except dist.DistError:
-        return None
-    return first if first != rank() else None
+        return
+    if first is not None and first != rank():
+        exit_pointing_to(first, store)
+
+
+def exit_pointing_to(first, store):
+    if _stopping.acquire(blocking=False):
+        print(f"[rank {rank()}] stopped: rank {first} stopped on the error it printed (the line "
+              f"'[rank {first}] error: ...').", file=sys.stderr, flush=True)
+        try:
+            store.add("stopped", 1)
+        except dist.DistError:
+            pass
+    else:
+        time.sleep(STOP_AFTER_S)  # the other thread of this process is saying it
+    os._exit(2)  # from any thread, also while the main thread is blocked in C++ code
 
 
 def _run_store():

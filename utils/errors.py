@@ -41,15 +41,10 @@ def run_cli(main, parser, argv=None):
                   "(continue a training run with --resume auto).", file=sys.stderr)
         sys.exit(130)
     except Exception:
-        if debug or int(os.environ.get("WORLD_SIZE", 1)) < 2:
-            raise
-        from utils.dist import rank, stopped_by_another_rank
-        first = stopped_by_another_rank()
-        if first is None:
-            raise
-        print(f"[rank {rank()}] stopped: rank {first} stopped on the error it printed (the line "
-              f"'[rank {first}] error: ...').", file=sys.stderr)
-        sys.exit(2)
+        if not debug and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            from utils.dist import exit_if_another_rank_stopped
+            exit_if_another_rank_stopped()  # a collective broken by a rank that stopped on an error
+        raise
 
 
 def user_message(error):
