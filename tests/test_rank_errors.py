@@ -1,6 +1,7 @@
 """Errors in a torchrun run (2 gloo processes): the one sentence of the rank that met it, and the others
 stopping at once with one line that points to it, never a broken collective's traceback."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ def test_an_image_only_rank_1_reads_is_reported_by_rank_1_and_rank_0_points_to_i
     assert pointers == ["[rank 0] stopped: rank 1 stopped on the error it printed (the line "
                         "'[rank 1] error: ...')."], out
     assert "engine/" not in out and "Connection closed" not in out, out
+    assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)", out.split("Root Cause")[1]), out  # torchrun blames rank 1
     assert seconds < 300, f"{seconds:.0f} s: the ranks did not stop promptly"  # a hang waits 60 minutes
 
 

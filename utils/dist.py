@@ -230,8 +230,9 @@ def exit_pointing_to(first, store):
             store.add("stopped", 1)
         except dist.DistError:
             pass
-    else:
-        time.sleep(STOP_AFTER_S)  # the other thread of this process is saying it
+    # Let the rank that failed exit first, so that torchrun names it as the root cause and terminates this
+    # process (or the other thread of this process says it); exit at the latest when it should have.
+    time.sleep(2 * STOP_AFTER_S)
     os._exit(2)  # from any thread, also while the main thread is blocked in C++ code
 
 
