@@ -46,6 +46,8 @@ NOTE = ("Latency is wall-clock per forward pass (input to logits at the input's 
 FLOPS_NOTE = ("FLOPs as torch.utils.flop_counter.FlopCounterMode counts them: convolutions and linear layers "
               "only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BN, PReLU, pooling and the upsampling "
               "are not counted.")
+TF32_NOTE = ("TF32: off in the exact modes, eager included (full fp32 convolutions); "
+             "the bf16/fp16 modes run with torch's setting (cudnn.allow_tf32={}); 'tf32' per mode in --json.")
 PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
 
 
@@ -349,6 +351,7 @@ def main(args):
         x = real_image(args.image, args.batch_size, h, w, mean).contiguous()
     else:
         x = smooth_image(args.batch_size, h, w, args.seed)
+    x = x.to(device)  # once: a timed call measures the network, not a host-to-device copy of its input
     if args.compare:
         return compare(args, device, x, clock, warmup, runs)
     torch.manual_seed(args.seed)
@@ -389,6 +392,7 @@ def main(args):
         results[mode] = row
         try:
             predict = OnnxRuntimePredictor(model, device) if ort else Predictor(model, mode, device)
+            row["tf32"] = getattr(predict, "tf32", False)
             first, out = timed(predict, x, device)
             row["first_call_s"] = first
             for _ in range(warmup):
@@ -416,7 +420,8 @@ def main(args):
         keep_cpu_memory()
         name = SCRIPTS_DEFAULT
         predict = Predictor(model, "exact", device)
-        row = {"mode": name, "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], "exact": True}
+        row = {"mode": name, "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], "exact": True,
+               "tf32": predict.tf32}
         row["first_call_s"], out = timed(predict, x, device)
         for _ in range(warmup):
             predict(x)
@@ -452,6 +457,8 @@ def main(args):
         info["load_average_end"] = os.getloadavg()[0]
 
     print_table(results, summary["memory_kind"], args.clock)
+    if device.type == "cuda":
+        print(TF32_NOTE.format(torch.backends.cudnn.allow_tf32))
     print(f"sensitivity of these weights: eager on the input rounded to bf16 agrees with eager on "
           f"{100 * summary['argmax_agreement_bf16_rounded_input']:.3f}% of pixels.")
     if "load_average_start" in info:
@@ -475,7 +482,7 @@ def compare(args, device, x, clock, warmup, runs):
         torch.manual_seed(args.seed)
         model = build_model(name, args.classes, args.M, args.N).eval()
         predict = Predictor(model, "eager", device)
-        row = {"model": name, "parameters": count_parameters(model),
+        row = {"model": name, "parameters": count_parameters(model), "tf32": predict.tf32,
                "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE),
                "first_call_s": timed(predict, x, device)[0]}
         for _ in range(warmup):
@@ -490,7 +497,8 @@ def compare(args, device, x, clock, warmup, runs):
             rows[name]["times_s"].append(timed(predictors[name], x, device, clock)[0])
     h, w = args.input_size
     print(f"\n{NOTE}\ndevice: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads; "
-          f"input {args.batch_size}x3x{h}x{w}; eager fp32; {runs} timed rounds; {FLOPS_NOTE}")
+          f"input {args.batch_size}x3x{h}x{w}; eager fp32{' (TF32 off)' if device.type == 'cuda' else ''}; "
+          f"{runs} timed rounds; {FLOPS_NOTE}")
     print(f"{'model':<8}{'params (M)':>11}{'GFLOPs 640x360':>16}{'median ms':>11}{'p10-p90 ms':>17}{'fps':>8}{'peak MB':>9}")
     for row in rows.values():
         t = row["times_s"]

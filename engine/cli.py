@@ -6,7 +6,7 @@ from model import MODELS
 from utils.args import positive_float, positive_int, non_negative_int, scale_list, seed_int, size_pair, str2bool
 
 
-def _common(parser, spec):
+def _common(parser, spec, gpus):
     """Flags every script of the original has."""
     parser.add_argument("--model", default="CGNet", choices=MODELS, help="network to use")
     parser.add_argument("--dataset", default=spec.name, choices=[spec.name],
@@ -28,7 +28,7 @@ def _common(parser, spec):
                         help="kept so the original command lines run; as in the original it must be 1")
     parser.add_argument("--cuda", type=str2bool, default=True,
                         help="use GPUs if there are any (true/false); without a visible GPU the CPU is used")
-    parser.add_argument("--gpus", default=spec.gpus, type=str,
+    parser.add_argument("--gpus", default=gpus, type=str,
                         help="comma-separated GPU ids, e.g. 0,1; '' runs on the CPU")
 
 
@@ -36,7 +36,7 @@ def train_parser(spec):
     p = argparse.ArgumentParser(description=f"Train CGNet on {spec.name} with the original recipe "
                                 f"(Adam, poly LR, random scale/crop/flip, weighted cross-entropy).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(p, spec)
+    _common(p, spec, spec.gpus)
     p.add_argument("--train_data_list", default=spec.train_list, help="list of training image/label pairs")
     p.add_argument("--val_data_list", default=spec.val_list, help="list used for validation mIoU")
     p.add_argument("--train_type", default=spec.train_type,
@@ -74,7 +74,7 @@ def train_parser(spec):
 def eval_parser(spec, list_flag, list_default, save_default, description, labelled=True):
     """The flags of the evaluation (labelled list) and test scripts."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(p, spec)
+    _common(p, spec, "0")  # one GPU, as the original's help says: evaluation runs in one process
     p.add_argument(list_flag, default=list_default, help="list of images (and labels) to run on")
     p.add_argument("--batch_size", type=positive_int, default=1,
                    help="images per forward pass (all images must have the same size when > 1)")

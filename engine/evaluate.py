@@ -12,7 +12,7 @@ from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from dataset.inform import get_inform, read_inform
 from engine.checkpoint import build_for_inference, input_mean, network_of
 from model.inference import Predictor, predict_multiscale
-from utils.device import keep_cpu_memory, select_device
+from utils.device import keep_cpu_memory, select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
 from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png,
@@ -93,16 +93,19 @@ def eval_mean(args, weights):
 
 
 def predictor(args, model, device):
-    """The fast path by default: BN folded into the convs and channels-last (exact in fp32, see
-    benchmark.py); --compile and --amp on top. --plain is the original's eager fp32 forward."""
+    """The fast path by default: BN folded into the convs (exact in fp32, see benchmark.py), channels-last
+    on the CPU; --compile and --amp on top. --plain is the original's eager fp32 forward."""
     if args.plain:
-        model.eval()
-        return torch.no_grad()(model)
+        return Predictor(model, "eager", device)  # the original's forward (in full fp32 on GPUs too)
+    features = ["fold_bn"]
     if device.type == "cpu":
         # Reuse freed blocks instead of faulting in fresh pages per 1024x2048 activation. Not done in
         # training: its loader workers are forked every epoch, and copy-on-write of a kept heap costs more.
         keep_cpu_memory()
-    features = ["fold_bn", "channels_last"] + (["compile"] if args.compile else [])
+        # Measured faster on a CPU only; on GPUs cuDNN's depthwise convolutions in fp32 may be faster in
+        # NCHW, so GPUs keep NCHW until a measurement there says otherwise (benchmark.py --device cuda).
+        features.append("channels_last")
+    features += ["compile"] if args.compile else []
     features += [args.amp] if args.amp != "none" else []
     return Predictor(model, "+".join(features), device)
 
@@ -112,6 +115,7 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
     check_outputs. Returns (samples, confusion matrix or None)."""
     device, _ = select_device(args)
+    use_device(device)
     model, weights = build_for_inference(args.resume, fallback=network_of(args), model_name=args.model,
                                          classes=args.classes)
     model = model.to(device)

@@ -1,5 +1,6 @@
-"""Training, shared by the Cityscapes and CamVid scripts: train() -> _train(): restore(), open_log(),
-then per epoch train_one_epoch(), validate() (engine/evaluate.py) and save().
+"""Training, shared by the Cityscapes and CamVid scripts: train() (lists, statistics) -> train_process()
+per process (device, process group) -> _train(): restore(), open_log(), then per epoch train_one_epoch(),
+validate() (engine/evaluate.py) and save().
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
@@ -22,7 +23,7 @@ from engine.evaluate import validate
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
-from utils.device import select_device
+from utils.device import select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir
@@ -189,17 +190,42 @@ def train(args, spec):
     nprocs = du.spawn_count(device, gpu_ids)
     if nprocs:
         check_batch_size(args.batch_size, nprocs)
+    samples = read_samples(args)
+    # The statistics are read, or computed on a first run (minutes for Cityscapes trainval), by one process
+    # before any process group exists: the spawning process, or torchrun's rank 0 while the other ranks wait
+    # in init_process_group (its timeout covers this). Rank 0 then broadcasts them: with several machines
+    # the others may have no copy of the file, and must not compute their own.
+    inform = read_statistics(args) if du.rank() == 0 else None
+    if nprocs:
         log(f"starting {nprocs} processes, one per GPU of --gpus {args.gpus} (DistributedDataParallel)")
-        return du.spawn(train, nprocs, args, spec)
+        return du.spawn(train_process, nprocs, args, spec, device, gpu_ids, samples, inform)
+    return train_process(args, spec, device, gpu_ids, samples, inform)
+
+
+def train_process(args, spec, device, gpu_ids, samples, inform):
+    """One process of the run (the only one without torchrun or spawn)."""
     device = du.process_device(device, gpu_ids)
+    use_device(device)
     rank, world = du.init_distributed(device)
-    try:
-        return _train(args, spec, device, rank, world)
-    finally:
-        du.cleanup()
+    result = _train(args, spec, device, rank, world, samples, du.broadcast_object(inform))
+    # Torn down only after success: a Ctrl-C may come during a collective, which the teardown would then
+    # wait for; after a UserError run_cli tears it down once the error has been reported to the others.
+    du.cleanup()
+    return result
 
 
-def _train(args, spec, device, rank, world):
+def read_samples(args):
+    """(training samples, validation samples or []), their files checked before any long work."""
+    train_samples = read_list(args.train_data_list, args.data_dir, True, "--train_data_list")
+    val_samples = read_list(args.val_data_list, args.data_dir, True, "--val_data_list") if args.val_data_list else []
+    return train_samples, val_samples
+
+
+def read_statistics(args):
+    return get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes, args.ignore_label, log)
+
+
+def _train(args, spec, device, rank, world, samples, inform):
     check_batch_size(args.batch_size, world)
     run_dir = run_folder(args, device, world)
     if rank == 0:
@@ -213,16 +239,7 @@ def _train(args, spec, device, rank, world):
     if args.sync_bn and not sync_bn:
         log("notice: --sync_bn ignored: SyncBatchNorm needs more than one GPU process (NCCL); each process "
             "keeps its own BatchNorm statistics.")
-
-    train_samples = read_list(args.train_data_list, args.data_dir, True, "--train_data_list")
-    val_samples = read_list(args.val_data_list, args.data_dir, True, "--val_data_list") if args.val_data_list else []
-    if rank == 0:
-        inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                            args.ignore_label, log)
-    du.barrier()
-    if rank != 0:
-        inform = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                            args.ignore_label, log)
+    train_samples, val_samples = samples
 
     run = restore(args, device, rank, run_dir, sync_bn)
     model = run.model

@@ -18,7 +18,7 @@ compiles once more (20-60 s on a small CPU, cached on disk afterwards) and after
 back to eager.
 """
 import copy
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -112,8 +112,26 @@ def fold_bn(model):
     return model
 
 
+@contextmanager
+def no_tf32():
+    """fp32 convolutions and matmuls in full fp32 on GPUs (no effect on CPUs), the previous setting restored after.
+
+    torch lets cuDNN run fp32 convolutions in TF32 (a 10-bit mantissa) by default on Ampere and newer GPUs,
+    so an "exact" mode would not be exact there."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 class Predictor:
-    """predict(images) -> float32 logits (B, classes, H, W); images may sit on any device."""
+    """predict(images) -> float32 logits (B, classes, H, W); images may sit on any device.
+
+    Exact modes (eager included) compute in full fp32 on GPUs too: TF32 is off during their calls.
+    `tf32` says whether the calls may use it: None on a CPU, False for exact modes, torch's setting else.
+    """
 
     def __init__(self, model, mode="eager", device="cpu", compile_options=None):
         self.mode = mode
@@ -127,19 +145,20 @@ class Predictor:
             p.requires_grad_(False)
         self.model = model
         self.dtype = torch.bfloat16 if "bf16" in self.features else torch.float16 if "fp16" in self.features else None
+        self.tf32 = None if self.device.type != "cuda" else self.dtype is not None and torch.backends.cudnn.allow_tf32
         self.forward = model
         if "compile" in self.features:
             self.forward = torch.compile(model, dynamic=False, options=compile_options)
 
-    def _autocast(self):
+    def _precision(self):
         if self.dtype is None:
-            return nullcontext()
+            return no_tf32()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
     def __call__(self, images):
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with self._autocast():
+        with self._precision():
             out = self.forward(images)
         return out.float()
 

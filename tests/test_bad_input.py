@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ import cityscapes_train
 from dataset.inform import get_inform
 from model import build_model
 from conftest import ROOT
+from utils import dist as du
 from utils.checkpoint import save_checkpoint
 from utils.device import select_device
 from utils.files import check_writable_file
@@ -447,9 +449,14 @@ def test_batched_evaluation_of_images_of_different_sizes(data, tmp_path, capsys)
     no_partial_output(tmp_path)
 
 
-def test_only_rank_zero_prints_an_error_that_every_rank_hits(data, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("RANK", "1")
+def test_a_rank_that_stops_alone_prints_its_error_with_its_rank(data, tmp_path, capsys, monkeypatch):
+    """One process of a 2-process run (the run's store hosted here); an error every rank meets is said
+    once without a rank (tests/test_rank_errors.py runs both cases under torchrun)."""
+    monkeypatch.setattr(du, "_stopping", threading.Lock())  # this process has not stopped on an error yet
+    store = torch.distributed.TCPStore("127.0.0.1", 0, 2, is_master=True, wait_for_workers=False)
+    for k, v in dict(RANK=1, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=store.port).items():
+        monkeypatch.setenv(k, str(v))
     with pytest.raises(SystemExit) as e:
         run_cli(cityscapes_eval.main, cityscapes_eval.get_args_parser(),
                 eval_args(data, tmp_path, **{"--resume": str(tmp_path / "none.pth")}))
-    assert e.value.code == 2 and capsys.readouterr().err == ""
+    assert e.value.code == 2 and capsys.readouterr().err.startswith(f"[rank 1] error: --resume {tmp_path}/none.pth")

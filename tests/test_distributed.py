@@ -74,14 +74,17 @@ def two_fake_gpus(monkeypatch):
         for rank in range(nprocs):
             with mock.patch.dict(os.environ):
                 fn(rank, *args)
+        return mock.Mock(join=lambda grace_period: True)  # the processes have ended
 
-    def _train(args, spec, device, rank, world):
+    def _train(args, spec, device, rank, world, samples, inform):
         env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
         calls["train"].append((str(device), rank, world, env))
         return {"rank": rank, "run_dir": engine.run_folder(args, device, world)}
 
     monkeypatch.setattr(du.mp, "spawn", spawn)
     monkeypatch.setattr(engine, "_train", _train)
+    monkeypatch.setattr(engine, "read_samples", lambda args: ([], []))  # the default lists need no data here
+    monkeypatch.setattr(engine, "read_statistics", lambda args: {})
     return calls
 
 
@@ -112,7 +115,7 @@ def test_a_batch_that_does_not_split_over_the_gpus_stops_before_spawning(two_fak
 
 
 @pytest.mark.parametrize("gpus, visible, local_rank, expected", [
-    ("0,1", 2, 1, "cuda:1"), ("2,3", 4, 1, "cuda:3"), ("0", 2, 1, "cuda:1"), ("0", 1, 1, None)])
+    ("0,1", 2, 1, "cuda:1"), ("2,3", 4, 1, "cuda:3"), ("0", 2, 1, "cuda:1"), ("0", 1, 1, "cuda:0")])
 def test_torchrun_gives_each_local_rank_its_gpu(monkeypatch, gpus, visible, local_rank, expected):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)

@@ -1,6 +1,7 @@
-"""Where to compute: the device from --cuda/--gpus, and the CPU allocator setting for inference."""
+"""Where to compute: the device from --cuda/--gpus, its per-process settings, and the CPU allocator setting."""
 import ctypes
 import ctypes.util
+import os
 import sys
 
 import torch
@@ -9,7 +10,11 @@ from utils.errors import UserError
 
 
 def select_device(args, log=print):
-    """The GPU named first in --gpus when --cuda is on and one is visible; otherwise the CPU."""
+    """The GPU named first in --gpus when --cuda is on and one is visible; otherwise the CPU.
+
+    A process started by a launcher (torchrun, SLURM) that sees exactly one GPU uses it as cuda:0, whatever
+    --gpus says: such launchers (srun --gpus-per-task=1) show each process its own GPU and nothing else.
+    """
     ids_text = args.gpus.strip()
     if not args.cuda or not ids_text:
         return torch.device("cpu"), []
@@ -18,15 +23,33 @@ def select_device(args, log=print):
     except ValueError:
         raise UserError(f"--gpus {args.gpus!r} is not a list of GPU ids; use e.g. --gpus 0 or --gpus 0,1 "
                         f"(or --gpus '' for the CPU).") from None
+    twice = [i for i in ids if ids.count(i) > 1]
+    if twice:
+        raise UserError(f"--gpus {args.gpus} names GPU {twice[0]} twice; list each GPU once "
+                        f"(e.g. --gpus 0,1), one process runs per listed GPU.")
     if not torch.cuda.is_available():
         log("notice: no GPU is visible; running on the CPU.")
         return torch.device("cpu"), []
     count = torch.cuda.device_count()
+    if count == 1 and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return torch.device("cuda:0"), [0]
     missing = [i for i in ids if not 0 <= i < count]
     if missing:
         raise UserError(f"--gpus {args.gpus} names GPU {missing[0]}, but only {count} GPU(s) are visible "
                         f"(ids 0..{count - 1}); give ids from that range, or --cuda false for the CPU.")
     return torch.device(f"cuda:{ids[0]}"), ids
+
+
+def use_device(device):
+    """Per-process settings for computing on `device` (nothing to do on the CPU).
+
+    set_device: helper threads (pinned-memory copies of the DataLoader) otherwise open a CUDA context on
+    GPU 0 whatever GPU the model runs on. cudnn.benchmark: training crops and evaluation images have a
+    fixed size, so timing the convolution algorithms once pays off, as in the original.
+    """
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4

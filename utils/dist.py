@@ -4,7 +4,10 @@ Launched plainly with several GPUs in --gpus, training starts one process per GP
 each with the environment torchrun would give it, so the same code path serves both launchers.
 """
 import os
-import socket
+import sys
+import threading
+import time
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -12,6 +15,13 @@ import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
 from utils.errors import UserError
+
+# The ranks wait in init_process_group while rank 0 computes the dataset statistics of a first run (minutes
+# for Cityscapes trainval, see engine/train.py); the same timeout then bounds a collective that hangs.
+INIT_TIMEOUT = timedelta(minutes=60)
+STOP_AFTER_S = 3  # children still running this long after SIGTERM are killed
+AGREE_S = 1.0     # how long a rank stopping on an error waits to learn whether every rank stops on it
+_stopping = threading.Lock()  # held by the first thread of this process that stops it on an error
 
 
 def launched_by_torchrun():
@@ -27,12 +37,16 @@ def spawn_count(device, gpu_ids):
 
 def process_device(device, gpu_ids):
     """This process's device: under torchrun the GPU of its local rank, from --gpus when it lists one
-    per local process, else from all visible GPUs (torchrun's usual cuda:LOCAL_RANK)."""
+    per local process, else from all visible GPUs (torchrun's usual cuda:LOCAL_RANK); cuda:0 where the
+    launcher shows each process its own single GPU (srun --gpus-per-task=1)."""
     if device.type != "cuda":
         return device
     if launched_by_torchrun():
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
-        ids = gpu_ids if len(gpu_ids) >= per_node else list(range(torch.cuda.device_count()))
+        visible = torch.cuda.device_count()
+        ids = gpu_ids if len(gpu_ids) >= per_node else list(range(visible))
+        if visible == 1:
+            ids = [0] * per_node
         if local_rank() >= len(ids):
             raise UserError(f"torchrun started {per_node} processes per node but only {len(ids)} GPU(s) are "
                             f"visible; start at most one process per GPU (--nproc_per_node).")
@@ -47,44 +61,190 @@ def init_distributed(device):
         return 0, 1
     if not dist.is_initialized():
         if device.type == "cuda":
-            dist.init_process_group(backend="nccl", device_id=device)
+            dist.init_process_group(backend="nccl", device_id=device, timeout=INIT_TIMEOUT)
         else:
-            dist.init_process_group(backend="gloo")
+            dist.init_process_group(backend="gloo", timeout=INIT_TIMEOUT)
+        if dist.get_world_size() > 1:
+            watch_for_stops()
     return dist.get_rank(), dist.get_world_size()
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def host_store(world):
+    """The key-value store spawn()'s processes meet through, hosted here as torchrun's agent hosts its own:
+    on the user's MASTER_PORT (a busy one is tried once more a second later, when a run that just ended may
+    have freed it), else on a port the system picks while binding it (no other program can take it first)."""
+    port = os.environ.get("MASTER_PORT", "0")
+    if not port.isdigit() or int(port) > 65535:
+        raise UserError(f"MASTER_PORT={port} is not a port number; set a free port (1024-65535) or unset it.")
+    for attempt in (1, 2):
+        try:
+            return dist.TCPStore("127.0.0.1", int(port), world, is_master=True, wait_for_workers=False)
+        except dist.DistNetworkError:
+            if attempt == 2:
+                raise UserError(f"MASTER_PORT={port} is in use by another program; set a free port or unset "
+                                f"MASTER_PORT (a free one is then picked).") from None
+            time.sleep(1)
 
 
 def _worker(rank, world, port, results, fn, fn_args):
+    # TORCHELASTIC_USE_AGENT_STORE: what torchrun tells its workers; env:// then connects every rank as a
+    # client of the store spawn() hosts, instead of rank 0 binding MASTER_PORT itself.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), TORCHELASTIC_USE_AGENT_STORE="True")
     try:
         out = fn(*fn_args)
     except UserError as e:
-        results.put(("error", str(e)))
+        results.put(("error", rank, str(e)))
         raise SystemExit(2) from None  # a non-zero exit makes spawn stop the other processes
     if rank == 0:
-        results.put(("ok", out))
+        results.put(("ok", rank, out))
 
 
 def spawn(fn, nprocs, *fn_args):
     """Run fn(*fn_args) in `nprocs` new processes on this machine, as torchrun --nproc_per_node would
-    (a free port, RANK = LOCAL_RANK = 0..nprocs-1); return rank 0's result."""
+    (RANK = LOCAL_RANK = 0..nprocs-1, MASTER_PORT honoured); return rank 0's result.
+
+    When one fails, or on Ctrl-C, the others are terminated and killed STOP_AFTER_S later: a process
+    blocked in a collective would otherwise wait for NCCL's watchdog (10 minutes)."""
+    store = host_store(nprocs)
     results = mp.get_context("spawn").SimpleQueue()
+    context = mp.spawn(_worker, args=(nprocs, store.port, results, fn, fn_args), nprocs=nprocs, join=False)
     try:
-        mp.spawn(_worker, args=(nprocs, free_port(), results, fn, fn_args), nprocs=nprocs, join=True)
+        while not context.join(grace_period=STOP_AFTER_S):
+            pass
     except ProcessException:
-        while not results.empty():  # a UserError's one sentence rather than a child's traceback
-            status, message = results.get()
-            if status == "error":
-                raise UserError(message) from None
+        errors = [item for item in _drain(results) if item[0] == "error"]
+        if errors:  # a UserError's one sentence rather than a child's traceback
+            _, rank, message = errors[0]
+            shared = len(errors) == nprocs and len({m for _, _, m in errors}) == 1
+            raise UserError(message, rank=None if shared else rank) from None
         raise
-    status, out = results.get()
-    return out
+    except BaseException:  # Ctrl-C above all
+        stop(context.processes)
+        raise
+    finally:
+        del store  # frees the port now, not when a traceback that holds this frame goes away
+    return [out for status, rank, out in _drain(results) if status == "ok"][0]
+
+
+def _drain(queue):
+    items = []
+    while not queue.empty():
+        items.append(queue.get())
+    return items
+
+
+def stop(processes, after_s=STOP_AFTER_S):
+    """Terminate `processes`, and kill those still alive `after_s` seconds later (one stuck in C++ code,
+    such as a NCCL wait, never runs Python's signal handling)."""
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + after_s
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def report_error(message):
+    """Print a UserError of one process of a multi-process run (run_cli calls this), and make the others stop.
+
+    A message every rank stops on alike (a bad flag, a NaN loss found by an all-reduce) is printed once,
+    plainly. One that a rank meets alone (a broken image in its share of the data) is printed by it,
+    prefixed [rank N]; the other ranks, perhaps blocked in a collective waiting for it, then stop with one
+    line pointing to it (watch_for_stops). The ranks tell each other through the run's key-value store.
+    """
+    if not _stopping.acquire(blocking=False):
+        return  # this process is already stopping because another rank did
+    me, world = rank(), int(os.environ.get("WORLD_SIZE", 1))
+    line = f"[rank {me}] error: {message}"
+    store = _run_store()
+    try:
+        if store is not None:
+            key = "error:" + message
+            if store.add(key, 1) > 1:  # the first rank to stop on this message says it
+                line = None
+            else:
+                deadline = time.monotonic() + AGREE_S
+                while store.add(key, 0) < world and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if store.add(key, 0) >= world:
+                    line = f"error: {message}"
+    except dist.DistError:  # the store went away with the process that hosted it
+        store = None
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    try:
+        if store is not None:
+            if line and line.startswith("["):  # met alone: the others' watchers stop them, pointing here
+                store.compare_set("first", "", str(me))
+            # Exit once they have said why they stop: torchrun terminates the rest as soon as one has exited.
+            store.add("stopped", 1)
+            deadline = time.monotonic() + STOP_AFTER_S
+            while store.add("stopped", 0) < world and time.monotonic() < deadline:
+                time.sleep(0.05)
+    except dist.DistError:
+        pass
+
+
+def watch_for_stops():
+    """A thread that stops this process, with one line pointing to the culprit, when another rank has
+    stopped on an error it met alone (report_error). It works wherever the main thread waits, in a gloo
+    or NCCL collective included, which would otherwise end only by torchrun's SIGTERM or a timeout."""
+    store, me = _run_store(), rank()
+    if store is None:
+        return
+
+    def watch():
+        try:
+            while not store.check(["first"]):
+                time.sleep(0.2)
+            first = int(store.get("first"))
+        except dist.DistError:
+            return
+        if first != me:
+            exit_pointing_to(first, store)
+    threading.Thread(target=watch, name="watch_for_stops", daemon=True).start()
+
+
+def exit_if_another_rank_stopped():
+    """Called by run_cli on an unexpected exception of a multi-process run: when another rank stopped on
+    an error, this one is the broken collective it left behind; say so in one line and exit."""
+    store = _run_store()
+    try:
+        first = int(store.get("first")) if store is not None and store.check(["first"]) else None
+    except dist.DistError:
+        return
+    if first is not None and first != rank():
+        exit_pointing_to(first, store)
+
+
+def exit_pointing_to(first, store):
+    if _stopping.acquire(blocking=False):
+        print(f"[rank {rank()}] stopped: rank {first} stopped on the error it printed (the line "
+              f"'[rank {first}] error: ...').", file=sys.stderr, flush=True)
+        try:
+            store.add("stopped", 1)
+        except dist.DistError:
+            pass
+    # Let the rank that failed exit first, so that torchrun names it as the root cause and terminates this
+    # process (or the other thread of this process says it); exit at the latest when it should have.
+    time.sleep(2 * STOP_AFTER_S)
+    os._exit(2)  # from any thread, also while the main thread is blocked in C++ code
+
+
+def _run_store():
+    """A client of this run's key-value store (torchrun's agent, spawn() or rank 0 hosts it at
+    MASTER_ADDR:MASTER_PORT), with keys of this attempt (torchrun may restart a run); None if unreachable."""
+    try:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                              timeout=timedelta(seconds=5), wait_for_workers=False)
+    except (KeyError, ValueError, dist.DistError):
+        return None
+    return dist.PrefixStore(f"cgnet/stop/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
 
 
 def log(*args):

@@ -4,7 +4,13 @@ import sys
 
 
 class UserError(Exception):
-    """A problem with the user's input (a file, a flag, a dataset), worded so that they can fix it."""
+    """A problem with the user's input (a file, a flag, a dataset), worded so that they can fix it.
+
+    `rank`: the process of a multi-process run that met it alone (printed as a [rank N] prefix)."""
+
+    def __init__(self, message, rank=None):
+        super().__init__(message)
+        self.rank = rank
 
 
 def run_cli(main, parser, argv=None):
@@ -21,15 +27,24 @@ def run_cli(main, parser, argv=None):
     except UserError as e:
         if debug:
             raise
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
-            print(f"error: {user_message(e)}", file=sys.stderr)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of torchrun's processes
+            from utils.dist import report_error  # utils.dist imports this module
+            report_error(user_message(e))
+        else:
+            print(f"{'' if e.rank is None else f'[rank {e.rank}] '}error: {user_message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted: stopped by Ctrl-C; completed checkpoints are kept (continue a training run with "
-              "--resume auto); an unfinished evaluation or test writes nothing.", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every process of the run gets the Ctrl-C: say it once
+            print("interrupted: stopped by Ctrl-C; completed checkpoints are kept (continue a training run with "
+                  "--resume auto); an unfinished evaluation or test writes nothing.", file=sys.stderr)
         sys.exit(130)
+    except Exception:
+        if not debug and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            from utils.dist import exit_if_another_rank_stopped
+            exit_if_another_rank_stopped()  # a collective broken by a rank that stopped on an error
+        raise
 
 
 def user_message(error):

@@ -9,10 +9,19 @@ class ConfusionMatrix:
         self.mat = torch.zeros(classes, classes, dtype=torch.int64, device=device)
 
     def update(self, pred, target):
-        """pred, target: integer tensors of the same shape; ignore-label pixels are not counted."""
-        k = (target != self.ignore_label) & (target >= 0) & (target < self.classes)
-        idx = target[k] * self.classes + pred[k]
-        self.mat += torch.bincount(idx, minlength=self.classes ** 2).view(self.classes, self.classes)
+        """pred, target: integer tensors of the same shape; ignore-label pixels are not counted.
+
+        Every shape here is fixed by the input's size, never by its values: pixels that are not counted
+        go to one extra bin, which is dropped. A boolean mask (target[k]) or bincount (it reads the
+        largest index) would make the GPU wait for the host at every training step.
+        """
+        target, pred = target.reshape(-1).long(), pred.reshape(-1).long()
+        n = self.classes
+        counted = (target != self.ignore_label) & (target >= 0) & (target < n) & (pred >= 0) & (pred < n)
+        idx = torch.where(counted, target * n + pred, n * n)
+        bins = torch.zeros(n * n + 1, dtype=torch.int64, device=idx.device)
+        bins.index_add_(0, idx, torch.ones_like(idx))
+        self.mat += bins[:-1].view(n, n)
 
     def all_reduce(self):
         if dist.is_available() and dist.is_initialized():
