@@ -81,12 +81,13 @@ def read_weights(path, flag="--resume", ckpt=None):
     weights = Weights(convert_state_dict(sd), layout, ckpt)
     if "network" in ckpt or "preprocess" in ckpt:
         weights.network, weights.dataset, weights.mean = _recorded(ckpt, path, flag)
-    elif isinstance(ckpt.get("args"), dict) and "model" in ckpt["args"]:  # ours, before networks were recorded
-        a = ckpt["args"]
-        weights.network = {"name": a["model"], "classes": a.get("classes"), "M": a.get("M"), "N": a.get("N")}
-        weights.dataset = a.get("dataset")
     else:
         weights.network = infer_network(weights.state_dict)
+        a = ckpt.get("args")
+        if isinstance(a, dict) and a.get("model") not in (None, "CGNet"):  # ours, before networks were recorded
+            weights.network = ({"name": a["model"], "classes": a["classes"]} if isinstance(a.get("classes"), int)
+                               else None)
+        weights.dataset = a.get("dataset") if isinstance(a, dict) else None
     return weights
 
 
@@ -126,7 +127,7 @@ def _check_name(weights, path, flag, model_name):
     trained = (weights.network or {}).get("name")
     if model_name and trained and trained != model_name:
         raise UserError(f"{flag} {path} was trained with --model {trained}, not {model_name}; "
-                        f"pass --model {trained} or give a {model_name} checkpoint.")
+                        f"pass --model {trained} or give a checkpoint trained with --model {model_name}.")
 
 
 def _load(model, sd, path, flag, skip=()):

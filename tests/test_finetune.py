@@ -63,7 +63,7 @@ def test_resume_of_a_finished_run_points_to_weights_and_creates_nothing(cityscap
                 [*argv, "--max_epochs", "1", "--resume", os.path.join(run_dir, "model_1.pth")])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "has already trained 1 epochs, which reaches --max_epochs 1" in err and "--weights" in err
+    assert "has already trained 1 epoch, which reaches --max_epochs 1" in err and "--weights" in err
     assert not savedir.exists()
 
 
