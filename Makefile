@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 test: venv
 	$(BIN)/python -m pytest -q
 
-# The quick tier: everything but subprocess, torchrun, torch.compile and longer training tests.
+# The quick tier (under 30 s on a 2-core CPU): no subprocesses, torchrun, compile, ONNX export or training.
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -16,7 +16,6 @@ With random weights the argmax agreement says little (such a network flips pixel
 input is rounded to bf16, and the output says how many): give trained weights and a real image.
 """
 import argparse
-import json
 import os
 import platform
 import random
@@ -37,8 +36,9 @@ from engine.checkpoint import build_for_inference, input_mean, network_of
 from model import MODELS, build_model, count_parameters
 from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode
 from utils.device import keep_cpu_memory
+from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
-from utils.files import atomic_write
+from utils.files import check_writable_file, save_json
 
 NOTE = ("Latency is wall-clock per forward pass (input to logits at the input's size, no argmax); on CUDA "
         "every timed call ends with torch.cuda.synchronize(): without it a timing measures only kernel "
@@ -49,30 +49,6 @@ FLOPS_NOTE = ("FLOPs as torch.utils.flop_counter.FlopCounterMode counts them: co
 TF32_NOTE = ("TF32: off in the exact modes, eager included (full fp32 convolutions); "
              "the bf16/fp16 modes run with torch's setting (cudnn.allow_tf32={}); 'tf32' per mode in --json.")
 PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
-
-
-def input_size(text):
-    try:
-        h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not H,W (two integers, e.g. 1024,2048)") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"input size {text!r} must be positive")
-    return h, w
-
-
-def positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
-    return value
-
-
-def non_negative(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
 
 
 def mode_name(text):
@@ -115,11 +91,11 @@ class OnnxRuntimePredictor:
 def get_args_parser():
     parser = argparse.ArgumentParser(description="Benchmark CGNet inference modes (see utils/inference.py).")
     parser.add_argument("--model", choices=MODELS, default="CGNet")
-    parser.add_argument("--input_size", type=input_size, default=(1024, 2048), help="H,W (default 1024,2048)")
-    parser.add_argument("--batch_size", type=positive, default=1)
-    parser.add_argument("--classes", type=positive, default=19)
-    parser.add_argument("--M", type=positive, default=3)
-    parser.add_argument("--N", type=positive, default=21)
+    parser.add_argument("--input_size", type=size_pair, default=(1024, 2048), help="H,W (default 1024,2048)")
+    parser.add_argument("--batch_size", type=positive_int, default=1)
+    parser.add_argument("--classes", type=positive_int, default=19)
+    parser.add_argument("--M", type=positive_int, default=3)
+    parser.add_argument("--N", type=positive_int, default=21)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--mode", type=mode_name, nargs="+", default=None,
@@ -130,10 +106,10 @@ def get_args_parser():
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
     which.add_argument("--all", action="store_true",
                        help="every preset (fp16 is left out on the CPU, where it is emulated and very slow)")
-    parser.add_argument("--warmup", type=non_negative, default=None,
+    parser.add_argument("--warmup", type=non_negative_int, default=None,
                         help="untimed calls per mode after the first (compiling) one (default: cpu 1, cuda 10)")
-    parser.add_argument("--runs", type=positive, default=None, help="timed rounds (default: cpu 5, cuda 50)")
-    parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--runs", type=positive_int, default=None, help="timed rounds (default: cpu 5, cuda 50)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: latency; cpu: this process's CPU time per call (user + sys, all threads), "
                              "which other processes on a shared machine hardly change; with --threads 1 it "
@@ -305,6 +281,32 @@ def timed(predict, x, device, clock=time.perf_counter):
     return clock() - start, out
 
 
+def measure(predict, x, device, warmup):
+    """Prepare a timing row: the first (compiling) call, `warmup` untimed calls, and the peak memory of one
+    more call. Returns (row, output of the first call)."""
+    first, out = timed(predict, x, device)
+    for _ in range(warmup):
+        predict(x)
+    with MemoryPeak(device) as mem:
+        predict(x)
+    return {"first_call_s": first, "peak_memory_mb": mem.peak_mb, "times_s": []}, out
+
+
+def time_rounds(predictors, rows, x, device, clock, runs):
+    """`runs` timed rounds, every predictor once per round in a shuffled order: a load that comes and goes
+    falls on all of them alike."""
+    for _ in range(runs):
+        for name in random.sample(list(predictors), len(predictors)):
+            rows[name]["times_s"].append(timed(predictors[name], x, device, clock)[0])
+
+
+def spread(times, batch_size, clock):
+    """Median, p10, p90, min and max in ms, and frames per second (wall clock only)."""
+    return {"median_ms": statistics.median(times) * 1e3, "p10_ms": percentile(times, 0.1) * 1e3,
+            "p90_ms": percentile(times, 0.9) * 1e3, "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3,
+            "fps": batch_size / statistics.median(times) if clock == "wall" else None}
+
+
 def percentile(values, q):
     values = sorted(values)
     k = (len(values) - 1) * q
@@ -329,7 +331,7 @@ def main(args):
         raise UserError("--clock cpu measures CPU work, not GPU kernels: use --clock wall with --device cuda.")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.json:
-        check_writable(args.json)
+        check_writable_file(args.json, "--json")  # before minutes of measuring, not after
     if args.threads:
         torch.set_num_threads(args.threads)
     kept = keep_cpu_memory() if args.keep_cpu_memory else False
@@ -392,27 +394,15 @@ def main(args):
         results[mode] = row
         try:
             predict = OnnxRuntimePredictor(model, device) if ort else Predictor(model, mode, device)
-            row["tf32"] = getattr(predict, "tf32", False)
-            first, out = timed(predict, x, device)
-            row["first_call_s"] = first
-            for _ in range(warmup):
-                predict(x)
-            with MemoryPeak(device) as mem:
-                predict(x)
-            row["peak_memory_mb"] = mem.peak_mb
+            timing, out = measure(predict, x, device, warmup)
         except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...) is reported
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             if mode == "eager":
                 raise
             continue
+        row.update(timing, tf32=getattr(predict, "tf32", False))
         predictors[mode], outputs[mode] = predict, out.cpu()
-        row["times_s"] = []
-
-    for _ in range(runs):
-        order = list(predictors)
-        random.shuffle(order)
-        for mode in order:
-            results[mode]["times_s"].append(timed(predictors[mode], x, device, clock)[0])
+    time_rounds(predictors, results, x, device, clock, runs)
 
     if device.type == "cpu" and not kept and (args.all or args.scripts_default):
         # The eval/test scripts' CPU path is `exact` with glibc told to keep freed memory. That setting is
@@ -420,16 +410,11 @@ def main(args):
         keep_cpu_memory()
         name = SCRIPTS_DEFAULT
         predict = Predictor(model, "exact", device)
-        row = {"mode": name, "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], "exact": True,
-               "tf32": predict.tf32}
-        row["first_call_s"], out = timed(predict, x, device)
-        for _ in range(warmup):
-            predict(x)
-        with MemoryPeak(device) as mem:
-            predict(x)
-        row["peak_memory_mb"] = mem.peak_mb
-        row["times_s"] = [timed(predict, x, device, clock)[0] for _ in range(runs)]
-        results[name], predictors[name], outputs[name] = row, predict, out.cpu()
+        timing, out = measure(predict, x, device, warmup)
+        results[name] = {"mode": name, "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], "exact": True,
+                         "tf32": predict.tf32, **timing}
+        predictors[name], outputs[name] = predict, out.cpu()
+        time_rounds({name: predict}, results, x, device, clock, runs)
 
     # How chaotic the network is: rounding only the input to bf16 (a change far below one grey level)
     # already moves this many argmaxes. bf16 modes cannot be judged more finely than this on these weights.
@@ -443,10 +428,8 @@ def main(args):
         if "error" in row:
             continue
         t = row["times_s"]
+        row.update(spread(t, args.batch_size, args.clock))
         row.update({
-            "median_ms": statistics.median(t) * 1e3, "p10_ms": percentile(t, 0.1) * 1e3,
-            "p90_ms": percentile(t, 0.9) * 1e3, "min_ms": min(t) * 1e3, "max_ms": max(t) * 1e3,
-            "fps": args.batch_size / statistics.median(t) if args.clock == "wall" else None,
             "speedup_vs_eager": statistics.median(b / m for b, m in zip(base_times, t)),
             "speedup_vs_eager_min": min(base_times) / min(t),
             "argmax_agreement": (outputs[mode].argmax(1) == ref_pred).double().mean().item(),
@@ -466,11 +449,7 @@ def main(args):
               f"{info['load_average_end']:.2f}, on {info['cpu_count']} CPUs: other processes slow some rounds.")
     if args.json:
         report = {"summary": summary, "machine": info, "note": NOTE, "modes": list(results.values())}
-        try:
-            atomic_write(args.json, lambda tmp: _write_json(report, tmp))
-        except OSError as e:
-            raise UserError(f"cannot write --json {args.json}: {e.strerror}; choose a writable path.") from None
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
     return results
 
 
@@ -482,53 +461,36 @@ def compare(args, device, x, clock, warmup, runs):
         torch.manual_seed(args.seed)
         model = build_model(name, args.classes, args.M, args.N).eval()
         predict = Predictor(model, "eager", device)
-        row = {"model": name, "parameters": count_parameters(model), "tf32": predict.tf32,
-               "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE),
-               "first_call_s": timed(predict, x, device)[0]}
-        for _ in range(warmup):
-            predict(x)
-        with MemoryPeak(device) as mem:
-            predict(x)
-        row["peak_memory_mb"], row["times_s"] = mem.peak_mb, []
-        rows[name], predictors[name] = row, predict
+        timing, _ = measure(predict, x, device, warmup)
+        rows[name] = {"model": name, "parameters": count_parameters(model), "tf32": predict.tf32,
+                      "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE), **timing}
+        predictors[name] = predict
         print(f"{name}: ready", flush=True)
-    for _ in range(runs):
-        for name in random.sample(list(predictors), len(predictors)):
-            rows[name]["times_s"].append(timed(predictors[name], x, device, clock)[0])
+    time_rounds(predictors, rows, x, device, clock, runs)
     h, w = args.input_size
     print(f"\n{NOTE}\ndevice: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads; "
           f"input {args.batch_size}x3x{h}x{w}; eager fp32{' (TF32 off)' if device.type == 'cuda' else ''}; "
           f"{runs} timed rounds; {FLOPS_NOTE}")
     print(f"{'model':<8}{'params (M)':>11}{'GFLOPs 640x360':>16}{'median ms':>11}{'p10-p90 ms':>17}{'fps':>8}{'peak MB':>9}")
     for row in rows.values():
-        t = row["times_s"]
-        row.update(median_ms=statistics.median(t) * 1e3, p10_ms=percentile(t, 0.1) * 1e3,
-                   p90_ms=percentile(t, 0.9) * 1e3, fps=args.batch_size / statistics.median(t))
+        row.update(spread(row["times_s"], args.batch_size, args.clock))
+        fps = f"{row['fps']:.2f}" if row["fps"] is not None else "-"
         print(f"{row['model']:<8}{row['parameters'] / 1e6:>11.3f}{row['gflops_paper_size']:>16.2f}"
-              f"{row['median_ms']:>11.1f}{row['p10_ms']:>8.1f}-{row['p90_ms']:<8.1f}{row['fps']:>8.2f}"
+              f"{row['median_ms']:>11.1f}{row['p10_ms']:>8.1f}-{row['p90_ms']:<8.1f}{fps:>8}"
               f"{row['peak_memory_mb'] if row['peak_memory_mb'] is not None else float('nan'):>9.0f}")
     if args.json:
         report = {"machine": info, "note": NOTE, "flops_counting": FLOPS_NOTE, "input_size": [args.batch_size, 3, h, w],
                   "models": list(rows.values())}
-        atomic_write(args.json, lambda tmp: _write_json(report, tmp))
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
     return rows
 
 
-def check_writable(path):
-    """Refuse an unwritable --json before minutes of measuring, not after."""
-    folder = os.path.dirname(os.path.abspath(path))
+def write_json(path, report):
     try:
-        os.makedirs(folder, exist_ok=True)
+        save_json(path, report)
     except OSError as e:
         raise UserError(f"cannot write --json {path}: {e.strerror}; choose a writable path.") from None
-    if not os.access(folder, os.W_OK) or os.path.isdir(path):
-        raise UserError(f"cannot write --json {path}: not a writable file path; choose another.")
-
-
-def _write_json(report, path):
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
+    print(f"wrote {path}")
 
 
 def print_table(results, memory_kind, clock="wall"):

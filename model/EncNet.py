@@ -18,7 +18,6 @@ Plain BatchNorm (mmseg uses SyncBN; convert with `nn.SyncBatchNorm.convert_sync_
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models import resnet50
 
 SE_LOSS_WEIGHT = 0.2
 AUX_LOSS_WEIGHT = 0.4
@@ -116,6 +115,7 @@ class EncNet(nn.Module):
     def __init__(self, classes=19, num_codes=32):
         super().__init__()
         self.classes = classes
+        from torchvision.models import resnet50  # importing torchvision takes seconds: only when built
         self.backbone = resnet50(weights=None, replace_stride_with_dilation=[False, True, True],
                                  zero_init_residual=True)
         del self.backbone.avgpool, self.backbone.fc

@@ -14,6 +14,22 @@ from tools.make_demo_data import make_camvid, make_cityscapes  # noqa: E402
 
 # The smallest CGNet that still has every kind of block, on the CPU, in the main process.
 TINY = ["--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]
+# Flags for evaluating the untrained M1N1 checkpoints of the `untrained` fixture on the CPU.
+TINY_EVAL = ["--M", "1", "--N", "1", "--num_workers", "0", "--cuda", "false", "--gpus", ""]
+
+
+def fails(script, argv, capsys, code=2):
+    """Run a script's command line as a user does; check the exit status, that no traceback was printed and
+    that the last line is one sentence; return that line."""
+    from utils.errors import run_cli
+    with pytest.raises(SystemExit) as e:
+        run_cli(script.main, script.get_args_parser(), argv)
+    err = capsys.readouterr().err
+    assert e.value.code == code, err
+    assert "Traceback" not in err, err
+    message = err.strip().splitlines()[-1]  # progress lines may come before it on stderr
+    assert message.startswith(("error: ", "interrupted: ")) and message.endswith("."), message
+    return message
 
 
 def train_argv(root, out, *extra):
@@ -55,6 +71,30 @@ def synthetic(tmp_path_factory):
             maker(root, n_train=n_train, n_val=n_val, n_test=n_test, size=size)
             made[key] = root
         return made[key]
+    return make
+
+
+@pytest.fixture(scope="session")
+def untrained(synthetic, tmp_path_factory):
+    """untrained(kind, n_train, n_val, n_test, size) -> {"cs": dataset root, "inform": its statistics file,
+    "ckpt": an untrained CGNet M1N1 in the original release's {"epoch", "model"} layout}, made once per session.
+    For the tests of messages and outputs, where what the network predicts does not matter."""
+    from dataset.inform import get_inform
+    from model import build_model
+    from utils.checkpoint import save_checkpoint
+    made = {}
+
+    def make(kind="cityscapes", n_train=2, n_val=2, n_test=1, size=(32, 64)):
+        key = (kind, n_train, n_val, n_test, tuple(size))
+        if key not in made:
+            root = synthetic(kind, n_train, n_val, n_test, size)
+            classes, ignore = (19, 255) if kind == "cityscapes" else (11, 11)
+            out = tmp_path_factory.mktemp("untrained")
+            inform, ckpt = str(out / "inform.pkl"), str(out / "cgnet.pth")
+            get_inform(inform, root, f"{kind}_trainval_list.txt", classes, ignore, log=lambda *a: None)
+            save_checkpoint({"epoch": 1, "model": build_model("CGNet", classes, M=1, N=1).state_dict()}, ckpt)
+            made[key] = {"cs": root, "inform": inform, "ckpt": ckpt}
+        return dict(made[key])
     return make
 
 

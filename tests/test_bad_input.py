@@ -25,7 +25,7 @@ import cityscapes_test
 import cityscapes_train
 from dataset.inform import get_inform
 from model import build_model
-from conftest import ROOT
+from conftest import ROOT, fails
 from utils import dist as du
 from utils.checkpoint import save_checkpoint
 from utils.device import select_device
@@ -44,19 +44,14 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def data(synthetic, tmp_path_factory):
+def data(untrained, tmp_path_factory):
     """A tiny Cityscapes (2 train, 2 val, 1 test images of 32x64), its statistics and matching checkpoints."""
-    root = tmp_path_factory.mktemp("bad_input")
-    cs = synthetic(n_train=2, n_val=2, n_test=1, size=(32, 64))
-    inform = str(root / "inform.pkl")
-    get_inform(inform, cs, "cityscapes_trainval_list.txt", 19, 255, log=lambda *a: None)
-    ckpt = str(root / "cgnet19.pth")
-    save_checkpoint({"epoch": 1, "model": build_model("CGNet", 19, M=1, N=1).state_dict()}, ckpt)
-    ckpt11 = str(root / "cgnet11.pth")
-    save_checkpoint({"epoch": 1, "model": build_model("CGNet", 11, M=1, N=1).state_dict()}, ckpt11)
-    train = [line.split() for line in open(f"{cs}/cityscapes_train_list.txt").read().splitlines()]
-    return {"cs": cs, "inform": inform, "ckpt": ckpt, "ckpt11": ckpt11,
-            "pair": [os.path.join(cs, p) for p in train[0]]}
+    data = untrained()
+    data["ckpt11"] = str(tmp_path_factory.mktemp("bad_input") / "cgnet11.pth")
+    save_checkpoint({"epoch": 1, "model": build_model("CGNet", 11, M=1, N=1).state_dict()}, data["ckpt11"])
+    train = [line.split() for line in open(f"{data['cs']}/cityscapes_train_list.txt").read().splitlines()]
+    data["pair"] = [os.path.join(data["cs"], p) for p in train[0]]
+    return data
 
 
 def argv(defaults, overrides=None):
@@ -83,18 +78,6 @@ def predict_args(data, out, **over):
     return argv({"--data_dir": cs, "--test_data_list": f"{cs}/cityscapes_test_list.txt",
                  "--inform_data_file": data["inform"], "--resume": data["ckpt"], "--save_seg_dir": f"{out}/seg",
                  "--submit_dir": f"{out}/submit", **TINY}, over)
-
-
-def fails(script, args, capsys, code=2):
-    """Run the script as its command line does; return the one-line message after checking the exit."""
-    with pytest.raises(SystemExit) as e:
-        run_cli(script.main, script.get_args_parser(), args)
-    err = capsys.readouterr().err
-    assert e.value.code == code, err
-    assert "Traceback" not in err
-    message = err.strip().splitlines()[-1]  # progress lines may come before it on stderr
-    assert message.startswith(("error: ", "interrupted: ")) and message.endswith("."), message
-    return message
 
 
 def no_partial_output(out):
@@ -199,6 +182,7 @@ def bad_label_list(data, tmp_path):
     return write_list(tmp_path / "list.txt", [f"{image} {bad_label}", f"{image} {bad_label}"]), bad_label
 
 
+@pytest.mark.slow  # a DataLoader worker process
 def test_label_values_outside_the_classes_in_a_loader_worker(data, tmp_path, capsys):
     """The check runs inside a DataLoader worker; torch wraps it, run_cli prints only the sentence."""
     bad, bad_label = bad_label_list(data, tmp_path)
@@ -449,6 +433,7 @@ def test_batched_evaluation_of_images_of_different_sizes(data, tmp_path, capsys)
     no_partial_output(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_rank_that_stops_alone_prints_its_error_with_its_rank(data, tmp_path, capsys, monkeypatch):
     """One process of a 2-process run (the run's store hosted here); an error every rank meets is said
     once without a rank (tests/test_rank_errors.py runs both cases under torchrun)."""

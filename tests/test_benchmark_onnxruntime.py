@@ -1,5 +1,8 @@
 """benchmark.py --mode onnxruntime: ONNX Runtime timed beside the torch modes, on the same input."""
+import pytest
 import benchmark
+
+pytestmark = pytest.mark.slow  # exports the network to ONNX, as heavy as torch.compile
 
 
 def test_onnxruntime_mode_is_timed_and_agrees_with_eager(capsys):

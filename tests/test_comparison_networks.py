@@ -9,6 +9,11 @@ from model.EncNet import Encoding, class_presence
 
 COMPARED = ("ENet", "ESPNet", "LRASPP", "EncNet")
 
+
+def heavy(values, name):
+    """LR-ASPP and EncNet are torchvision networks (seconds to import and build): their cases are slow."""
+    return pytest.param(*values, marks=pytest.mark.slow if name in ("LRASPP", "EncNet") else ())
+
 # Counted once and pinned: a change to any layer shows up here.
 PARAMETERS = {
     ("ENet", 19): 364311, ("ENet", 11): 363791,
@@ -43,18 +48,18 @@ def test_every_model_is_registered():
         build_model("SegNet", 19)
 
 
-@pytest.mark.parametrize("name, classes", sorted(PARAMETERS))
+@pytest.mark.parametrize("name, classes", [heavy(key, key[0]) for key in sorted(PARAMETERS)])
 def test_parameter_counts(name, classes):
     assert count_parameters(_model(name, classes)) == PARAMETERS[name, classes]
 
 
-@pytest.mark.parametrize("name", COMPARED)
+@pytest.mark.parametrize("name", [heavy((name,), name) for name in COMPARED])
 def test_parameter_count_is_that_of_the_papers(name):
     low, high = PAPER_RANGE[name]
     assert low < count_parameters(_model(name, 19)) / 1e6 < high
 
 
-@pytest.mark.parametrize("model", [(n, 11) for n in ("ENet", "ESPNet", "LRASPP")], indirect=True,
+@pytest.mark.parametrize("model", [heavy(((n, 11),), n) for n in ("ENet", "ESPNet", "LRASPP")], indirect=True,
                          ids=lambda p: p[0])
 @pytest.mark.parametrize("size", [(64, 128), (97, 131), (33, 65), (17, 9)])
 def test_output_has_input_size_and_classes(model, size):
@@ -64,6 +69,7 @@ def test_output_has_input_size_and_classes(model, size):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [("EncNet", 11)], indirect=True, ids=lambda p: p[0])
 @pytest.mark.parametrize("size", [(64, 64), (41, 57)])
 def test_encnet_eval_output_is_the_logits_at_input_size(model, size):
@@ -74,7 +80,7 @@ def test_encnet_eval_output_is_the_logits_at_input_size(model, size):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("model", [(n, 11) for n in ("ENet", "ESPNet", "LRASPP")], indirect=True,
+@pytest.mark.parametrize("model", [heavy(((n, 11),), n) for n in ("ENet", "ESPNet", "LRASPP")], indirect=True,
                          ids=lambda p: p[0])
 def test_training_step_without_auxiliary_outputs(model):
     model.train()
@@ -87,6 +93,7 @@ def test_training_step_without_auxiliary_outputs(model):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [("EncNet", 11)], indirect=True, ids=lambda p: p[0])
 def test_encnet_training_step_with_se_and_auxiliary_losses(model):
     labels = torch.randint(0, 12, (2, 64, 64))  # 11 is CamVid's ignore label

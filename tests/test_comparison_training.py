@@ -19,7 +19,8 @@ def run(cs, out, model, *extra):
     return cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(argv))
 
 
-@pytest.mark.parametrize("model", ["ENet", "ESPNet", "LRASPP", pytest.param("EncNet", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ENet", "ESPNet", "LRASPP", "EncNet"])
 def test_one_epoch_train_and_eval_through_the_scripts(cs, tmp_path, model):
     summary = run(cs, tmp_path, model)
     assert os.path.basename(summary["run_dir"]) == f"{model}_bs2cpu_ontrain"

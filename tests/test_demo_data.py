@@ -149,6 +149,7 @@ def test_cli_rejects_bad_arguments(argv):
     assert e.value.code != 0
 
 
+@pytest.mark.slow
 def test_cli_runs_as_a_script(tmp_path):
     script = os.path.join(ROOT, "tools", "make_demo_data.py")
     ok = subprocess.run([sys.executable, script, "--dataset", "camvid", "--out", str(tmp_path), "--train", "1",

@@ -14,6 +14,8 @@ from tools import export_onnx
 from tools.make_demo_data import make_cityscapes
 from utils.errors import run_cli
 
+pytestmark = pytest.mark.slow  # exports the network to ONNX, as heavy as torch.compile
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

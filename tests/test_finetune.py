@@ -9,6 +9,8 @@ import cityscapes_train
 from tools.make_demo_data import make_camvid, make_cityscapes
 from utils.errors import run_cli
 
+pytestmark = pytest.mark.slow  # every test trains through the scripts
+
 SMALL = ["--input_size", "32,32", "--batch_size", "2", "--M", "1", "--N", "2", "--num_workers", "0",
          "--cuda", "false", "--val_data_list", "", "--seed", "0"]
 

@@ -7,24 +7,15 @@ import sys
 import pytest
 
 import camvid_test
-from dataset.inform import get_inform
-from model import build_model
-from tools.make_demo_data import make_camvid
-from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def argv(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gpu_nums")
-    cv = str(root / "camvid")
-    make_camvid(cv, n_train=2, n_val=1, n_test=2, size=(32, 48))
-    inform = str(root / "inform.pkl")
-    get_inform(inform, cv, "camvid_trainval_list.txt", 11, 11, log=lambda *a: None)
-    ckpt = str(root / "cgnet.pth")
-    save_checkpoint({"epoch": 1, "model": build_model("CGNet", 11, M=1, N=1).state_dict()}, ckpt)
+def argv(untrained):
+    data = untrained("camvid", n_train=2, n_val=1, n_test=2, size=(32, 48))
+    cv, inform, ckpt = data["cs"], data["inform"], data["ckpt"]
     return ["--data_dir", cv, "--test_data_list", f"{cv}/camvid_test_list.txt", "--inform_data_file", inform,
             "--resume", ckpt, "--M", "1", "--N", "1", "--num_workers", "0", "--cuda", "false"]
 

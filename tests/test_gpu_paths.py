@@ -226,6 +226,7 @@ def test_spawn_honours_master_port_and_prefixes_the_rank_that_failed_alone(monke
     assert shared.value.rank is None  # said once, as it is
 
 
+@pytest.mark.slow
 def test_a_busy_master_port_is_retried_once_then_refused(monkeypatch):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

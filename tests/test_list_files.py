@@ -3,28 +3,18 @@ with a space gets a message that states the format. Run through cityscapes_eval.
 import pytest
 
 import cityscapes_eval
-from dataset.inform import get_inform
-from model import build_model
-from tools.make_demo_data import make_cityscapes
-from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 
-TINY = ["--M", "1", "--N", "1", "--num_workers", "0", "--cuda", "false", "--gpus", ""]
+from conftest import TINY_EVAL as TINY
 FORMAT = ("file paths relative to --data_dir, separated by spaces or tabs; a path cannot contain a space and "
           "names a file, not a folder")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lists")
-    cs = str(root / "cityscapes")
-    make_cityscapes(cs, n_train=2, n_val=2, n_test=1, size=(32, 64))
-    inform = str(root / "inform.pkl")
-    get_inform(inform, cs, "cityscapes_trainval_list.txt", 19, 255, log=lambda *a: None)
-    ckpt = str(root / "cgnet.pth")
-    save_checkpoint({"epoch": 1, "model": build_model("CGNet", 19, M=1, N=1).state_dict()}, ckpt)
-    pairs = [line.split() for line in open(f"{cs}/cityscapes_val_list.txt").read().splitlines()]
-    return {"cs": cs, "inform": inform, "ckpt": ckpt, "pairs": pairs}
+def data(untrained):
+    data = untrained()
+    data["pairs"] = [line.split() for line in open(f"{data['cs']}/cityscapes_val_list.txt").read().splitlines()]
+    return data
 
 
 def evaluate(data, list_path):

@@ -10,31 +10,17 @@ import pytest
 import camvid_test
 import cityscapes_eval
 from dataset.specs import CAMVID
-from dataset.inform import get_inform
-from model import build_model
-from tools.make_demo_data import make_camvid, make_cityscapes
-from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--M", "1", "--N", "1", "--num_workers", "0", "--cuda", "false", "--gpus", ""]
+from conftest import TINY_EVAL as TINY
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("metrics")
-    cs, cv = str(root / "cityscapes"), str(root / "camvid")
-    make_cityscapes(cs, n_train=2, n_val=2, n_test=1, size=(32, 64))
-    make_camvid(cv, n_train=2, n_val=1, n_test=2, size=(32, 48))
-    paths = {"cs": cs, "cv": cv}
-    for name, folder, listed, classes, ignore in (("cs", cs, "cityscapes_trainval_list.txt", 19, 255),
-                                                  ("cv", cv, "camvid_trainval_list.txt", 11, 11)):
-        paths[f"{name}_inform"] = str(root / f"{name}_inform.pkl")
-        get_inform(paths[f"{name}_inform"], folder, listed, classes, ignore, log=lambda *a: None)
-        paths[f"{name}_ckpt"] = str(root / f"{name}.pth")
-        save_checkpoint({"epoch": 1, "model": build_model("CGNet", classes, M=1, N=1).state_dict()},
-                        paths[f"{name}_ckpt"])
-    return paths
+def data(untrained):
+    cs, cv = untrained(), untrained("camvid", n_train=2, n_val=1, n_test=2, size=(32, 48))
+    return {"cs": cs["cs"], "cs_inform": cs["inform"], "cs_ckpt": cs["ckpt"],
+            "cv": cv["cs"], "cv_inform": cv["inform"], "cv_ckpt": cv["ckpt"]}
 
 
 def cityscapes_args(data, *extra):

@@ -53,6 +53,7 @@ def eval_args(root, save, inform, *extra, ckpt=CKPT):
         "--resume", ckpt, "--save_seg_dir", str(save), *COMMON, *extra])
 
 
+@pytest.mark.slow
 def test_eval_uses_mmsegmentations_mean_not_the_inform_file(cs, tmp_path):
     inform = str(tmp_path / "inform.pkl")
     result = cityscapes_eval.main(eval_args(cs, tmp_path / "val", inform, "--plain", "true"))
@@ -65,6 +66,7 @@ def test_eval_uses_mmsegmentations_mean_not_the_inform_file(cs, tmp_path):
         assert np.array_equal(np.array(Image.open(tmp_path / "val" / f"{name}.png")), pred), name
 
 
+@pytest.mark.slow
 def test_test_script_submission_comes_from_its_predictions(cs, tmp_path):
     args = cityscapes_test.get_args_parser().parse_args([
         "--data_dir", cs, "--test_data_list", f"{cs}/cityscapes_test_list.txt", "--inform_data_file",
@@ -97,6 +99,7 @@ def test_multi_scale_flip_of_the_scripts_is_predict_multiscale(cs, tmp_path):
         assert (got == expected).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_benchmark_loads_it(cs, tmp_path):
     out = tmp_path / "bench.json"
     benchmark.main(benchmark.get_args_parser().parse_args([
@@ -106,6 +109,7 @@ def test_benchmark_loads_it(cs, tmp_path):
     assert summary["parameters"] == 496325 and (summary["M"], summary["N"], summary["classes"]) == (3, 21, 19)
 
 
+@pytest.mark.slow
 def test_convert_checkpoint_writes_a_self_contained_file_that_predicts_the_same(cs, tmp_path):
     out = str(tmp_path / "cgnet_ours.pth")
     result = convert_checkpoint.main(convert_checkpoint.get_args_parser().parse_args([CKPT, out]))

@@ -7,37 +7,18 @@ import pytest
 
 import cityscapes_eval
 import cityscapes_test
-from dataset.inform import get_inform
-from model import build_model
-from tools.make_demo_data import make_cityscapes
-from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 
-TINY = ["--M", "1", "--N", "1", "--num_workers", "0", "--cuda", "false", "--gpus", ""]
+from conftest import TINY_EVAL as TINY, fails as run
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("partial")
-    cs = str(root / "cityscapes")
-    make_cityscapes(cs, n_train=2, n_val=3, n_test=3, size=(32, 64))
-    inform = str(root / "inform.pkl")
-    get_inform(inform, cs, "cityscapes_trainval_list.txt", 19, 255, log=lambda *a: None)
-    ckpt = str(root / "cgnet.pth")
-    save_checkpoint({"epoch": 1, "model": build_model("CGNet", 19, M=1, N=1).state_dict()}, ckpt)
-    return {"cs": cs, "inform": inform, "ckpt": ckpt}
+def data(untrained):
+    return untrained(n_val=3, n_test=3)
 
 
 def common(data):
     return ["--data_dir", data["cs"], "--inform_data_file", data["inform"], "--resume", data["ckpt"], *TINY]
-
-
-def run(script, argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        run_cli(script.main, script.get_args_parser(), argv)
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "Traceback" not in err, err
-    return err.strip().splitlines()[-1]
 
 
 def files_under(folder):

@@ -16,6 +16,7 @@ from conftest import ROOT, train_argv
 from engine.checkpoint import load_weights
 from utils.errors import UserError
 
+pytestmark = pytest.mark.slow  # every test trains through the script
 EPOCHS, PER_EPOCH = 3, 3  # 6 images, batch 2
 
 # Runs the training script; HOOK makes it stop (and touch MARKER) at a chosen moment, so that the test

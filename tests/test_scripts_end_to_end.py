@@ -20,6 +20,8 @@ from conftest import TINY, train_argv
 from utils.errors import UserError
 from utils.optim import poly_lr
 
+pytestmark = pytest.mark.slow  # every test trains or evaluates through the scripts
+
 @pytest.fixture(scope="module")
 def cv(synthetic):
     return synthetic("camvid", n_train=4, n_val=2, n_test=2, size=(36, 48))

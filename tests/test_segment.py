@@ -17,6 +17,8 @@ from tools.make_demo_data import make_cityscapes
 from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 
+pytestmark = pytest.mark.slow  # its fixture trains a network through the script
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
