@@ -12,7 +12,7 @@ from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from dataset.inform import get_inform, read_inform
 from engine.checkpoint import build_for_inference, input_mean, network_of
 from model.inference import Predictor, predict_multiscale
-from utils.device import keep_cpu_memory, select_device, use_device
+from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
 from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png,
@@ -107,6 +107,8 @@ def predictor(args, model, device):
         features.append("channels_last")
     features += ["compile"] if args.compile else []
     features += [args.amp] if args.amp != "none" else []
+    if amp_notice(device, args.amp):
+        log(amp_notice(device, args.amp))
     return Predictor(model, "+".join(features), device)
 
 

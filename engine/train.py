@@ -23,7 +23,7 @@ from engine.evaluate import validate
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
-from utils.device import select_device, use_device
+from utils.device import amp_notice, select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir
@@ -232,9 +232,8 @@ def _train(args, spec, device, rank, world, samples, inform):
         check_writable_dir(run_dir, "--savedir")
     if args.channels_last is None:  # measured on a CPU: +9 % at 680x680 in fp32, slower combined with bf16
         args.channels_last = device.type == "cpu" and args.amp == "none"
-    if device.type == "cpu" and args.amp == "fp16":
-        log("notice: --amp fp16 is several times slower than fp32 on most CPUs (they lack fp16 arithmetic); "
-            "bf16 or none train faster there.")
+    if amp_notice(device, args.amp):
+        log(amp_notice(device, args.amp))
     sync_bn = args.sync_bn and world > 1 and device.type == "cuda"
     if args.sync_bn and not sync_bn:
         log("notice: --sync_bn ignored: SyncBatchNorm needs more than one GPU process (NCCL); each process "

@@ -280,20 +280,12 @@ RESUME_CASES = [
 
 
 @pytest.mark.parametrize("kind, says", RESUME_CASES)
-def test_bad_resume_in_evaluation(data, tmp_path, capsys, kind, says):
+@pytest.mark.parametrize("script", [cityscapes_eval, cityscapes_train], ids=["evaluation", "training"])
+def test_bad_resume(data, tmp_path, capsys, script, kind, says):
     Evil.marker = str(tmp_path / "pwned")
     path = make_resume(kind, data, tmp_path)
-    message = fails(cityscapes_eval, eval_args(data, tmp_path, **{"--resume": path}), capsys)
-    assert message.startswith(f"error: --resume {path} ") and says in message
-    assert not os.path.exists(Evil.marker)
-    no_partial_output(tmp_path)
-
-
-@pytest.mark.parametrize("kind, says", RESUME_CASES)
-def test_bad_resume_in_training(data, tmp_path, capsys, kind, says):
-    Evil.marker = str(tmp_path / "pwned")
-    path = make_resume(kind, data, tmp_path)
-    message = fails(cityscapes_train, train_args(data, tmp_path, **{"--resume": path}), capsys)
+    args = (eval_args if script is cityscapes_eval else train_args)(data, tmp_path, **{"--resume": path})
+    message = fails(script, args, capsys)
     assert message.startswith(f"error: --resume {path} ") and says in message
     assert not os.path.exists(Evil.marker)
     no_partial_output(tmp_path)

@@ -72,3 +72,27 @@ def keep_cpu_memory():
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+
+
+def cpu_lacks_native_bf16():
+    """True when this Linux CPU has neither AVX512_BF16 nor AMX-BF16: torch then emulates bf16 arithmetic,
+    which measured about 13x slower than fp32 on an AVX2 host. False where it has them or it cannot be told."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return False
+    return flags is not None and not {"avx512_bf16", "amx_bf16"} & set(flags)
+
+
+def amp_notice(device, amp):
+    """One line for a --amp choice that is slower than fp32 on this CPU, else None."""
+    if device.type != "cpu":
+        return None
+    if amp == "fp16":
+        return ("notice: --amp fp16 is several times slower than fp32 on most CPUs (they lack fp16 arithmetic); "
+                "--amp none is faster there.")
+    if amp == "bf16" and cpu_lacks_native_bf16():
+        return ("notice: this CPU has no native bf16 instructions (avx512_bf16/amx_bf16), so --amp bf16 is emulated "
+                "and several times slower than fp32; --amp none is faster here.")
+    return None
