@@ -156,3 +156,17 @@ def test_a_foreign_file_is_refused_by_the_eval_script_in_one_line(cs, tmp_path):
     assert run.returncode == 2
     assert "mmsegmentation CGNet M3N20" in run.stderr and str(path) in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / "v")
+
+
+@pytest.mark.slow
+def test_weights_fine_tunes_from_it_without_its_classifier_bias(cs, tmp_path, capsys):
+    """--weights with the downloaded file: the original network has no classifier bias, so that one tensor is
+    left out (with a notice) and every other weight is loaded."""
+    import cityscapes_train
+    from conftest import train_argv
+    summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(
+        train_argv(cs, str(tmp_path), "--M", "3", "--N", "21", "--weights", CKPT, "--max_epochs", "1",
+                   "--batch_size", "1", "--val_data_list", "")))
+    assert "classifier bias (classifier.0.conv.bias)" in capsys.readouterr().out
+    trained = torch.load(os.path.join(summary["run_dir"], "model_1.pth"), weights_only=True)
+    assert "classifier.0.conv.bias" not in trained["model"] and trained["network"]["name"] == "CGNet"
