@@ -21,6 +21,7 @@ def run(argv):
     return benchmark.main(parser.parse_args(argv))
 
 
+@pytest.mark.slow  # measures bf16, emulated on CPUs without native bf16
 def test_json_has_every_field(tmp_path, capsys):
     out = tmp_path / "sub" / "bench.json"
     run(["--device", "cpu", "--input_size", "33,47", "--M", "1", "--N", "1", "--classes", "4",
@@ -75,6 +76,7 @@ def test_flops_count_two_per_multiply_add():
     assert benchmark.count_gflops(conv, 4, 5) == pytest.approx(2 * 8 * 3 * 9 * 20 / 1e9)
 
 
+@pytest.mark.slow  # counts FLOPs of the full network at 360x640
 def test_cgnet_flops_at_the_paper_size():
     from model import build_model
     # the paper's 6.0 G at 3x640x360 is this count (2 FLOPs per multiply-add)

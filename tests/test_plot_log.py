@@ -11,6 +11,7 @@ LOG = ("Parameters: 496306\n"
        "3\t\t0.7000\t\t0.3000\t\t0.0007000\n")
 
 
+@pytest.mark.slow  # renders with matplotlib
 def test_plot_writes_a_png_next_to_the_log(tmp_path, capsys):
     log = tmp_path / "log.txt"
     log.write_text(LOG)
