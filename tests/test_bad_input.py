@@ -23,7 +23,6 @@ import camvid_train
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
-from dataset.inform import get_inform
 from model import build_model
 from conftest import ROOT, fails
 from utils import dist as du

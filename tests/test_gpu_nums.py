@@ -1,6 +1,5 @@
 """The original camvid_test.py had --gpu_nums; its command lines run here too, with a notice that the GPUs
 come from --gpus."""
-import os
 import subprocess
 import sys
 

@@ -61,4 +61,4 @@ def test_one_field_is_counted_in_the_singular(data, tmp_path, capsys):
     (a, _), _ = data["pairs"]
     path = tmp_path / "one.txt"
     path.write_text(f"{a}\n")
-    assert f"line 1 has 1 field, expected 'image label'" in fails(data, path, capsys)
+    assert "line 1 has 1 field, expected 'image label'" in fails(data, path, capsys)

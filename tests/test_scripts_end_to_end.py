@@ -2,8 +2,6 @@
 import glob
 import json
 import os
-import pickle
-import shlex
 
 import numpy as np
 import pytest
@@ -15,9 +13,7 @@ import camvid_train
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
-from dataset.inform import compute_inform, get_inform, read_inform
 from conftest import TINY, train_argv
-from utils.errors import UserError
 from utils.optim import poly_lr
 
 pytestmark = pytest.mark.slow  # every test trains or evaluates through the scripts

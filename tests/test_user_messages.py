@@ -11,11 +11,8 @@ from PIL import Image
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
-from dataset.inform import get_inform
-from model import build_model
 from tools import plot_log, prepare_cityscapes
 from tools.make_demo_data import make_cityscapes
-from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 
 from conftest import ROOT, TINY_EVAL as TINY, fails
