@@ -1,10 +1,12 @@
 """Checkpoints into networks: the original release's files, ours, mmsegmentation's and bare state_dicts."""
+import os
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from dataset.inform import read_inform
 from dataset.specs import CITYSCAPES
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
@@ -108,6 +110,18 @@ def input_mean(weights, path, inform_mean=None, inform_path=None, flag="--resume
         return np.asarray(CITYSCAPES.release_mean, np.float32)
     raise UserError(f"{flag} {path} records no input mean (an original-release or bare checkpoint); pass "
                     f"--inform_data_file with the statistics file of the data it was trained on.")
+
+
+def checkpoint_mean(weights, path, inform_path=None, flag="--resume"):
+    """input_mean() for the tools that take a checkpoint and optionally --inform_data_file (segment, export,
+    convert): the statistics file is read when given, and must exist then."""
+    inform_mean = None
+    if inform_path:
+        if not os.path.isfile(inform_path):
+            raise UserError(f"--inform_data_file {inform_path} does not exist; give the statistics file the "
+                            f"network was trained with, or leave it out.")
+        inform_mean = read_inform(inform_path)["mean"]  # computed on BGR images, subtracted as it is
+    return input_mean(weights, path, inform_mean, inform_path, flag)
 
 
 def _mismatch_cause(model, sd, missing, unexpected, shapes):

@@ -156,3 +156,36 @@ def test_bad_inputs_are_one_sentence_and_write_nothing(trained, tmp_path, capsys
     save_checkpoint({"epoch": 1, "model": build_model("CGNet", 11, M=1, N=1).state_dict()}, str(camvid))
     assert "pass --inform_data_file" in fails(["--resume", str(camvid), photos[0], "--out", str(out), *cpu], capsys)
     assert not out.exists()
+
+
+def test_a_failure_late_in_a_run_leaves_out_as_it_was_and_a_rerun_merges_subfolders(trained, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """An image folder, then a video that cannot be written: no PNG of the images appears. A later run into
+    an --out that already has the subfolder merges its files in."""
+    root, ckpt, photos = trained
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), cv2.imread(photos[0]))
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "old.png").write_bytes(b"kept")
+    real_writer = cv2.VideoWriter
+
+    def refusing_writer(*args):
+        writer = real_writer(*args)
+        writer.release()
+        return writer  # released: isOpened() is False, as when OpenCV has no mp4 encoder
+    video = tmp_path / "clip.mp4"
+    writer = real_writer(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (96, 48))
+    for _ in range(2):
+        writer.write(np.zeros((48, 96, 3), np.uint8))
+    writer.release()
+    monkeypatch.setattr(cv2, "VideoWriter", refusing_writer)
+    message = fails(["--resume", ckpt, str(tmp_path / "in"), str(video), "--out", str(out), "--cuda", "false"],
+                    capsys)
+    monkeypatch.undo()
+    assert "cannot write an mp4 video" in message
+    assert sorted(p.name for p in out.rglob("*")) == ["old.png", "sub"]  # nothing of this run, no staging folder
+    run_cli(segment.main, segment.get_args_parser(),
+            ["--resume", ckpt, str(tmp_path / "in"), "--out", str(out), "--cuda", "false"])
+    assert sorted(p.name for p in (out / "sub").iterdir()) == ["a.png", "a_color.png", "a_overlay.png", "old.png"]

@@ -22,8 +22,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from dataset.datasets import normalize, to_tensor  # noqa: E402
-from dataset.inform import read_inform  # noqa: E402
-from engine.checkpoint import build_for_inference, input_mean  # noqa: E402
+from engine.checkpoint import build_for_inference, checkpoint_mean  # noqa: E402
 from model.inference import fold_bn  # noqa: E402
 from tools.make_demo_data import _street  # noqa: E402
 from utils.dist import log  # noqa: E402
@@ -88,8 +87,7 @@ def main(args):
     else:
         image = np.ascontiguousarray(_street(np.random.default_rng(0), 512, 1024)[0][:, :, ::-1])  # BGR
     model, weights = build_for_inference(args.resume)
-    inform = read_inform(args.inform_data_file)["mean"] if args.inform_data_file else None
-    mean = input_mean(weights, args.resume, inform, args.inform_data_file)
+    mean = checkpoint_mean(weights, args.resume, args.inform_data_file)
     result = {}
 
     def write(tmp):  # exported and checked under a temporary name: a refused graph never appears at --out

@@ -7,7 +7,8 @@ OUT/{stem}_overlay.png; a folder keeps its subfolders under OUT (photos/sub/y.jp
 Per video: OUT/{stem}_overlay.mp4 with the same frame count, size and frame rate. The network, its
 classes, its input mean and the palette come from the checkpoint; the predictions are those of
 cityscapes_eval.py (the same fast exact path by default). Images are decoded ahead in a thread and
-results written in the background while the network runs.
+results written in the background while the network runs, into a hidden folder inside OUT whose files
+are moved into place when every input succeeded: a failure or Ctrl-C leaves OUT as it was.
 """
 import argparse
 import glob
@@ -26,15 +27,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dataset.datasets import image_header, normalize, to_tensor  # noqa: E402
-from dataset.inform import read_inform  # noqa: E402
 from dataset.specs import spec_for  # noqa: E402
-from engine.checkpoint import build_for_inference, input_mean  # noqa: E402
+from engine.checkpoint import build_for_inference, checkpoint_mean  # noqa: E402
 from engine.evaluate import predictor  # noqa: E402
 from utils.args import str2bool  # noqa: E402
-from utils.device import select_device  # noqa: E402
+from utils.device import select_device, use_device  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import BackgroundWriter, atomic_write, check_writable_dir, save_png  # noqa: E402
+from utils.files import BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
 from utils.progress import Progress  # noqa: E402
 from utils.vis import overlay  # noqa: E402
 
@@ -83,6 +83,13 @@ def expand(inputs):
         if not item.from_folder and isinstance(image_header(item.path), str):
             raise UserError(f"input {item.path} is not a readable image; give an image file (png, jpg, bmp, ...) "
                             f"or a video OpenCV can read.")
+    for item in videos:  # before any work, not after the images are done
+        capture = cv2.VideoCapture(item.path)
+        opened = capture.isOpened()
+        capture.release()
+        if not opened:
+            raise UserError(f"video {item.path} cannot be read by OpenCV (damaged, or not a video); "
+                            f"convert it to mp4 or give its frames as images.")
     return images, videos
 
 
@@ -125,14 +132,14 @@ def decode_video(capture, mean):
         yield frame, to_tensor(normalize(frame, mean))[None]
 
 
-def write_image(out, stem, image_bgr, pred, palette):
+def write_image(out, stem, image_bgr, pred, palette):  # out: the staging folder
     path = os.path.join(out, stem)
     save_png(f"{path}.png", pred)
     save_png(f"{path}_color.png", pred, palette)
     save_png(f"{path}_overlay.png", overlay(image_bgr[:, :, ::-1], pred, palette))
 
 
-def segment_images(args, items, predict, mean, palette):
+def segment_images(out, items, predict, mean, palette):
     """Returns the paths of the folder files that were skipped as unreadable."""
     skipped = []
     writer = BackgroundWriter(2)
@@ -144,15 +151,15 @@ def segment_images(args, items, predict, mean, palette):
                 skipped.append(item.path)
             else:
                 pred = predict(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
-                writer.submit(write_image, args.out, item.stem, image, pred, palette)
+                writer.submit(write_image, out, item.stem, image, pred, palette)
             bar.update(n)
     finally:
         writer.close()
     return skipped
 
 
-def segment_video(args, item, predict, mean, palette):
-    """OUT/{stem}_overlay.mp4, written to a temporary file and moved into place when complete."""
+def segment_video(out, item, predict, mean, palette):
+    """{stem}_overlay.mp4 in the staging folder `out`."""
     capture = cv2.VideoCapture(item.path)
     if not capture.isOpened():
         raise UserError(f"video {item.path} cannot be read by OpenCV (damaged, or not a video); "
@@ -160,13 +167,15 @@ def segment_video(args, item, predict, mean, palette):
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    path = os.path.join(args.out, f"{item.stem}_overlay.mp4")
+    path = os.path.join(out, f"{item.stem}_overlay.mp4")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     result = {}
 
     def write(tmp):
         video = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not video.isOpened():
-            raise UserError(f"--out {args.out}: OpenCV cannot write an mp4 video there; check the folder.")
+            raise UserError(f"--out {os.path.dirname(out)}: OpenCV cannot write an mp4 video there; check the "
+                            f"folder.")
         writer = BackgroundWriter(1)  # one thread: frames stay in order
         bar = Progress(total, os.path.basename(item.path))
         start, frames = time.perf_counter(), 0
@@ -184,9 +193,9 @@ def segment_video(args, item, predict, mean, palette):
             raise UserError(f"video {item.path} has no frame OpenCV can decode; convert it to mp4.")
         result.update(frames=frames, seconds=time.perf_counter() - start)
 
-    atomic_write(path, write)
+    write(path)
     result.update(path=path, fps=result["frames"] / result["seconds"])
-    log(f"{path}: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s")
+    log(f"{item.stem}_overlay.mp4: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s")
     return result
 
 
@@ -194,19 +203,22 @@ def main(args):
     images, videos = expand(args.inputs)
     check_writable_dir(args.out, "--out")
     device, _ = select_device(args)
+    use_device(device)
     model, weights = build_for_inference(args.resume)
-    inform = read_inform(args.inform_data_file)["mean"] if args.inform_data_file else None
-    mean = input_mean(weights, args.resume, inform, args.inform_data_file)
+    mean = checkpoint_mean(weights, args.resume, args.inform_data_file)
     classes = weights.network["classes"]
     spec = spec_for(weights.dataset, classes)
     palette = spec.palette if spec else [tuple(c) for c in np.random.default_rng(0).integers(0, 256, (classes, 3))]
     predict = predictor(args, model.to(device), device)
     summary = {"images": 0, "skipped": [], "videos": []}
-    if images:
-        summary["skipped"] = segment_images(args, images, predict, mean, palette)
-        summary["images"] = len(images) - len(summary["skipped"])
-    for item in videos:
-        summary["videos"].append(segment_video(args, item, predict, mean, palette))
+    with staged_folder(args.out, log) as out:  # every output appears when all succeeded, or none does
+        if images:
+            summary["skipped"] = segment_images(out, images, predict, mean, palette)
+            summary["images"] = len(images) - len(summary["skipped"])
+        for item in videos:
+            summary["videos"].append(segment_video(out, item, predict, mean, palette))
+    for video in summary["videos"]:
+        video["path"] = os.path.join(args.out, os.path.relpath(video["path"], out))
     log(f"segmented {summary['images']} image(s) and {len(videos)} video(s) into {args.out}"
         + (f"; {len(summary['skipped'])} files skipped (not readable images, named above)" if summary["skipped"] else ""))
     return summary

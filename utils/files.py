@@ -64,9 +64,13 @@ def staged_folder(folder, log=print):
             with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
                 os.rmdir(path)
         raise
-    for name in sorted(os.listdir(stage)):
-        os.replace(os.path.join(stage, name), os.path.join(folder, name))
-    os.rmdir(stage)
+    # File by file, so that staged subfolders merge into ones that already exist in `folder`.
+    for root, _, names in os.walk(stage):
+        target = os.path.join(folder, os.path.relpath(root, stage))
+        os.makedirs(target, exist_ok=True)
+        for name in sorted(names):
+            os.replace(os.path.join(root, name), os.path.join(target, name))
+    shutil.rmtree(stage)
 
 
 def save_png(path, array, palette=None):
