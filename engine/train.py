@@ -335,8 +335,8 @@ def restore(args, device, rank, run_dir, sync_bn):
     run.start_epoch = int(ckpt.get("epoch", 0))
     if run.start_epoch >= args.max_epochs:  # checked on every rank, before anything is written
         raise UserError(f"--resume {resume} has already trained {plural(run.start_epoch, 'epoch')}, which reaches "
-                        f"--max_epochs {args.max_epochs}; give a higher --max_epochs to train on, or --weights {resume} to "
-                        f"start a new run (fine-tuning) from its weights.")
+                        f"--max_epochs {args.max_epochs}; give a higher --max_epochs to train on, or --weights "
+                        f"{resume} to start a new run (fine-tuning) from its weights.")
     if "optimizer" in ckpt:
         try:
             run.optimizer.load_state_dict(ckpt["optimizer"])
