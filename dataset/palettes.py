@@ -14,3 +14,19 @@ CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign/s
 CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (0, 0, 192),
                   (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
                   (0, 128, 192))
+
+
+def default_palette(classes):
+    """Distinct fixed colours for a dataset that names none: the Pascal VOC colour map (bit-interleaved
+    index), the common default of segmentation tools, so index 0 is black and 1 is dark red."""
+    palette = []
+    for i in range(classes):
+        r = g = b = 0
+        c = i
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette.append([r, g, b])
+    return palette

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from dataset.inform import read_inform
-from dataset.specs import CITYSCAPES
+from dataset.palettes import default_palette
+from dataset.specs import CITYSCAPES, spec_for
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.dist import log
@@ -24,14 +25,22 @@ class Weights:
     network: dict = None      # build_model's keyword arguments: recorded, or inferred from a CGNet state_dict
     mean: np.ndarray = None   # what preprocessing subtracts from the RGB image, in that order; None: unknown
     dataset: str = None       # the dataset it was trained for, when recorded
+    class_names: list = None  # recorded class names, index order; None: not recorded
+    palette: list = None      # recorded colours [[r, g, b], ...], index order; None: not recorded
 
 
-def self_contained(state_dict, network, dataset, mean, epoch=0):
+def self_contained(state_dict, network, dataset, mean, epoch=0, class_names=None, palette=None):
     """Our file layout: the original's {"epoch", "model"} (so its loader reads our files) plus what
     inference needs. network: build_model's keyword arguments ({"name", "classes", "M", "N"});
-    mean: what preprocessing subtracts from the RGB image, in that order."""
-    return {"epoch": epoch, "model": state_dict, "network": dict(network), "dataset": dataset,
+    mean: what preprocessing subtracts from the RGB image, in that order; class_names and palette
+    (one per class) let a checkpoint alone name and colour its classes."""
+    ckpt = {"epoch": epoch, "model": state_dict, "network": dict(network), "dataset": dataset,
             "preprocess": {"mean": [float(m) for m in mean]}}
+    if class_names is not None and len(class_names) == network["classes"]:
+        ckpt["class_names"] = [str(n) for n in class_names]
+    if palette is not None and len(palette) == network["classes"]:
+        ckpt["palette"] = [[int(c) for c in colour] for colour in palette]
+    return ckpt
 
 
 def infer_network(sd):
@@ -60,6 +69,35 @@ def _recorded(ckpt, path, flag):
     return network, ckpt.get("dataset"), mean
 
 
+def _recorded_classes(ckpt, classes, path, flag):
+    """class_names and palette of our layout, when recorded (older files have neither)."""
+    names, palette = ckpt.get("class_names"), ckpt.get("palette")
+    try:
+        if names is not None:
+            names = [str(n) for n in names]
+        if palette is not None:
+            palette = [[int(c) for c in colour] for colour in palette]
+            if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
+                raise ValueError
+        if any(x is not None and len(x) != classes for x in (names, palette)):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} {path} has a damaged 'class_names'/'palette' record (expected one name and one "
+                        f"R,G,B colour per class, {classes} classes); save the checkpoint again.") from None
+    return names, palette
+
+
+def class_table(weights):
+    """(class names, palette) of a checkpoint: recorded; else its dataset's (told by name or class count);
+    else class_0, class_1, ... and a fixed default palette."""
+    classes = weights.network["classes"]
+    spec = spec_for(weights.dataset, classes)
+    spec = spec if spec is not None and spec.classes == classes else None
+    names = weights.class_names or (list(spec.class_names) if spec else [f"class_{i}" for i in range(classes)])
+    palette = weights.palette or ([list(c) for c in spec.palette] if spec else default_palette(classes))
+    return names, palette
+
+
 def read_weights(path, flag="--resume", ckpt=None):
     """Recognise a checkpoint's layout and return its Weights; anything else is a UserError naming the file."""
     if ckpt is None:
@@ -83,6 +121,7 @@ def read_weights(path, flag="--resume", ckpt=None):
     weights = Weights(convert_state_dict(sd), layout, ckpt)
     if "network" in ckpt or "preprocess" in ckpt:
         weights.network, weights.dataset, weights.mean = _recorded(ckpt, path, flag)
+        weights.class_names, weights.palette = _recorded_classes(ckpt, weights.network["classes"], path, flag)
     else:
         weights.network = infer_network(weights.state_dict)
         a = ckpt.get("args")

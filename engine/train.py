@@ -279,7 +279,7 @@ def _train(args, spec, device, rank, world, samples, inform):
         if rank == 0:
             row = f"{epoch + 1}\t\t{loss:.4f}\t\t{train_miou:.4f}\t\t"
             log_lines.append(row + (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}")
-            save(args, run, du.unwrap(model), epoch, per_iter, run_dir, log_lines, inform["mean"])
+            save(args, spec, run, du.unwrap(model), epoch, per_iter, run_dir, log_lines, inform["mean"])
             log(f"epoch {epoch + 1}/{args.max_epochs}: loss {loss:.4f}, train mIoU {train_miou:.4f}"
                 + (f", val mIoU {val_miou:.4f}" if val_miou is not None else "")
                 + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s")
@@ -372,10 +372,11 @@ def open_log(args, run, run_dir, params):
     return lines
 
 
-def save(args, run, model, epoch, per_iter, run_dir, log_lines, mean):
+def save(args, spec, run, model, epoch, per_iter, run_dir, log_lines, mean):
     """Rank 0 after each epoch: model_N.pth on the original's schedule, checkpoint.pth, log.txt.
     Both checkpoints are self-contained: the network, dataset and input mean travel with the weights."""
-    weights = self_contained(model.state_dict(), network_of(args), args.dataset, mean, epoch + 1)  # no `module.`
+    weights = self_contained(model.state_dict(), network_of(args), args.dataset, mean, epoch + 1,  # no `module.`
+                             spec.class_names, spec.palette)
     # Order matters for a kill between two writes: model_N.pth before checkpoint.pth (a resume redoes
     # epoch N and rewrites it), log.txt after (a resume rewrites it from the checkpoint's copy).
     if epoch % 20 == 0 or epoch > args.max_epochs - 10:  # the original's save policy, {"epoch", "model"} kept

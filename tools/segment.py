@@ -13,25 +13,18 @@ are moved into place when every input succeeded: a failure or Ctrl-C leaves OUT 
 import argparse
 import glob
 import os
-import queue
 import sys
-import threading
-import time
 from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dataset.datasets import image_header, normalize, to_tensor  # noqa: E402
-from dataset.specs import spec_for  # noqa: E402
-from engine.checkpoint import build_for_inference, checkpoint_mean  # noqa: E402
-from engine.evaluate import predictor  # noqa: E402
+from engine.segmenter import ahead, load_segmenter, segment_video  # noqa: E402
 from utils.args import str2bool  # noqa: E402
-from utils.device import select_device, use_device  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
@@ -93,43 +86,11 @@ def expand(inputs):
     return images, videos
 
 
-def ahead(iterator, depth=4):
-    """Run `iterator` in a thread, up to `depth` items ahead of the consumer: decoding overlaps inference
-    (OpenCV decodes without holding the GIL). Its exceptions are raised in the consumer."""
-    done = object()
-    q = queue.Queue(depth)
-
-    def work():
-        try:
-            for x in iterator:
-                q.put((x, None))
-            q.put((done, None))
-        except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put((done, e))
-
-    threading.Thread(target=work, daemon=True).start()
-    while True:
-        x, error = q.get()
-        if error is not None:
-            raise error
-        if x is done:
-            return
-        yield x
-
-
 def decode_images(items, mean):
     """(item, BGR uint8 image or None when unreadable, its network input (1, 3, H, W))."""
     for item in items:
         image = cv2.imread(item.path, cv2.IMREAD_COLOR)  # what load_image does, without raising
         yield item, image, None if image is None else to_tensor(normalize(image, mean))[None]
-
-
-def decode_video(capture, mean):
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield frame, to_tensor(normalize(frame, mean))[None]
 
 
 def write_image(out, stem, image_bgr, pred, palette):  # out: the staging folder
@@ -158,65 +119,19 @@ def segment_images(out, items, predict, mean, palette):
     return skipped
 
 
-def segment_video(out, item, predict, mean, palette):
-    """{stem}_overlay.mp4 in the staging folder `out`."""
-    capture = cv2.VideoCapture(item.path)
-    if not capture.isOpened():
-        raise UserError(f"video {item.path} cannot be read by OpenCV (damaged, or not a video); "
-                        f"convert it to mp4 or give its frames as images.")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    path = os.path.join(out, f"{item.stem}_overlay.mp4")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    result = {}
-
-    def write(tmp):
-        video = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not video.isOpened():
-            raise UserError(f"--out {os.path.dirname(out)}: OpenCV cannot write an mp4 video there; check the "
-                            f"folder.")
-        writer = BackgroundWriter(1)  # one thread: frames stay in order
-        bar = Progress(total, os.path.basename(item.path))
-        start, frames = time.perf_counter(), 0
-        try:
-            for frame, x in ahead(decode_video(capture, mean)):
-                pred = predict(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
-                writer.submit(lambda f, p: video.write(overlay(f[:, :, ::-1], p, palette)[:, :, ::-1]), frame, pred)
-                frames += 1
-                bar.update(min(frames, total) if total else frames)
-        finally:
-            writer.close()
-            video.release()
-            capture.release()
-        if frames == 0:
-            raise UserError(f"video {item.path} has no frame OpenCV can decode; convert it to mp4.")
-        result.update(frames=frames, seconds=time.perf_counter() - start)
-
-    write(path)
-    result.update(path=path, fps=result["frames"] / result["seconds"])
-    log(f"{item.stem}_overlay.mp4: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s")
-    return result
-
-
 def main(args):
     images, videos = expand(args.inputs)
     check_writable_dir(args.out, "--out")
-    device, _ = select_device(args)
-    use_device(device)
-    model, weights = build_for_inference(args.resume)
-    mean = checkpoint_mean(weights, args.resume, args.inform_data_file)
-    classes = weights.network["classes"]
-    spec = spec_for(weights.dataset, classes)
-    palette = spec.palette if spec else [tuple(c) for c in np.random.default_rng(0).integers(0, 256, (classes, 3))]
-    predict = predictor(args, model.to(device), device)
+    seg = load_segmenter(args)
+    predict, mean, palette = seg.predict, seg.mean, seg.palette
     summary = {"images": 0, "skipped": [], "videos": []}
     with staged_folder(args.out, log) as out:  # every output appears when all succeeded, or none does
         if images:
             summary["skipped"] = segment_images(out, images, predict, mean, palette)
             summary["images"] = len(images) - len(summary["skipped"])
         for item in videos:
-            summary["videos"].append(segment_video(out, item, predict, mean, palette))
+            summary["videos"].append(segment_video(seg, item.path, os.path.join(out, f"{item.stem}_overlay.mp4"),
+                                                       label=f"{item.stem}_overlay.mp4"))
     for video in summary["videos"]:
         video["path"] = os.path.join(args.out, os.path.relpath(video["path"], out))
     log(f"segmented {summary['images']} image(s) and {len(videos)} video(s) into {args.out}"
