@@ -56,6 +56,9 @@ def train_parser(spec):
                        help="start a new run (epoch 0, fresh optimizer and LR schedule) from the weights of this "
                             "checkpoint (ours or the original release's); with another class count the "
                             "classifier starts fresh (fine-tuning, transfer)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a run folder that holds an earlier run's checkpoints, deleting them "
+                        "(without it such a run is refused)")
     p.add_argument("--logFile", default="log.txt", help="name of the log file inside the run folder")
     p.add_argument("--seed", type=seed_int, default=None,
                    help="random seed (printed and stored; with it a CPU run is repeatable); default: random")

@@ -81,7 +81,7 @@ def predict_args(data, out, **over):
 
 def no_partial_output(out):
     """Nothing written under the run/prediction folders, and no temporary file anywhere under `out`."""
-    assert not glob.glob(f"{out}/**/.tmp-*", recursive=True)
+    assert not glob.glob(f"{out}/**/.cgnet-*", recursive=True)
     for folder in ("ckpt", "seg", "submit"):
         files = [p for p in glob.glob(f"{out}/{folder}/**", recursive=True) if os.path.isfile(p)]
         assert not files, files
@@ -190,7 +190,7 @@ def test_label_values_outside_the_classes_in_a_loader_worker(data, tmp_path, cap
     assert message == (f"error: label {bad_label} has values [30, 42] outside 0..18 and the ignore label 255; "
                        f"check --classes/--ignore_label, or that the list names trainId labels.")
     assert not glob.glob(f"{tmp_path}/ckpt/**/*.pth", recursive=True)
-    assert not glob.glob(f"{tmp_path}/**/.tmp-*", recursive=True)
+    assert not glob.glob(f"{tmp_path}/**/.cgnet-*", recursive=True)
 
 
 def test_label_values_outside_the_classes_in_evaluation(data, tmp_path, capsys):
@@ -378,7 +378,7 @@ def test_ctrl_c_during_training_keeps_the_last_checkpoint(data, tmp_path):
     assert stderr.strip().splitlines()[-1].startswith("interrupted: stopped by Ctrl-C; completed checkpoints")
     ckpt = torch.load(glob.glob(f"{tmp_path}/ckpt/*/*/checkpoint.pth")[0], map_location="cpu", weights_only=True)
     assert ckpt["epoch"] >= 1
-    assert not glob.glob(f"{tmp_path}/**/.tmp-*", recursive=True)
+    assert not glob.glob(f"{tmp_path}/**/.cgnet-*", recursive=True)
 
 
 def test_ctrl_c_during_evaluation_leaves_no_outputs(data, tmp_path, capsys, monkeypatch):

@@ -47,7 +47,7 @@ def test_a_failed_run_leaves_an_existing_folder_as_it_was(data, tmp_path, capsys
     run(cityscapes_eval, ["--val_data_list", str(tmp_path / "val.txt"), "--save_seg_dir", str(seg),
                           *common(data)], capsys)
     assert files_under(seg) == ["earlier.png"]
-    assert not glob.glob(f"{seg}/.tmp-*")
+    assert not glob.glob(f"{seg}/.cgnet-*")
 
 
 def test_an_unreadable_test_image_at_the_end_leaves_no_submission(data, tmp_path, capsys):
@@ -72,7 +72,7 @@ def test_a_complete_run_moves_every_output_into_place(data, tmp_path, capsys):
     assert files_under(out / "submit") == sorted(f"{n}.png" for n in names)
     assert files_under(out / "test") == sorted(f"{n}_color.png" for n in names)
     assert (out / "submit.zip").is_file()
-    assert not glob.glob(f"{out}/**/.tmp-*", recursive=True)
+    assert not glob.glob(f"{out}/**/.cgnet-*", recursive=True)
     run_cli(cityscapes_eval.main, cityscapes_eval.get_args_parser(),
             ["--val_data_list", f"{data['cs']}/cityscapes_val_list.txt", "--save_seg_dir", f"{out}/val",
              *common(data)])
@@ -80,10 +80,13 @@ def test_a_complete_run_moves_every_output_into_place(data, tmp_path, capsys):
 
 
 def test_a_run_killed_before_the_move_is_cleaned_up_by_the_next(data, tmp_path, capsys):
+    """Only the staging folder of a dead run is removed: a user's own hidden folders are left alone."""
     seg = tmp_path / "seg"
-    (seg / ".tmp-abc123").mkdir(parents=True)  # what SIGKILL during a run leaves
-    (seg / ".tmp-abc123" / "x.png").write_bytes(b"half")
+    (seg / ".cgnet-stage-abc123").mkdir(parents=True)  # what SIGKILL during a run leaves: nobody holds its lock
+    (seg / ".cgnet-stage-abc123" / ".cgnet-owner").write_text("host 123\n")
+    (seg / ".cgnet-stage-abc123" / "x.png").write_bytes(b"half")
+    (seg / ".tmp-mine").mkdir()  # the user's, not ours
     run_cli(cityscapes_eval.main, cityscapes_eval.get_args_parser(),
             ["--val_data_list", f"{data['cs']}/cityscapes_val_list.txt", "--save_seg_dir", str(seg), *common(data)])
-    assert not glob.glob(f"{seg}/.tmp-*")
+    assert not glob.glob(f"{seg}/.cgnet-*") and (seg / ".tmp-mine").is_dir()
     assert "left by a run that was killed" in capsys.readouterr().out

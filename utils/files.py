@@ -1,10 +1,13 @@
 """Writing files: atomically (a crash never leaves half a file), off the critical path, and checked
 for writability before any long work starts."""
+import collections
 import contextlib
+import fcntl
 import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,13 +20,57 @@ from utils.vis import palette_array
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# What this project writes and moves into place later carries these prefixes, and is locked (flock) by the
+# process writing it for as long as it works on it: a cleanup then removes only what a dead process left
+# (a run killed with SIGKILL), never another live run's work nor a user's own `.tmp-*` files.
+TEMP_PREFIX = ".cgnet-tmp-"
+STAGE_PREFIX = ".cgnet-stage-"
+OWNER = ".cgnet-owner"  # inside a staging folder: its lock file, naming the owner's host and pid
+
+
+def _lock(path):
+    """An open file descriptor holding an exclusive flock on `path` (created if missing)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _owner_is_gone(lock_path):
+    """True when no live process holds the lock on `lock_path` (its owner exited or was killed)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)  # flock needs no write access
+    except OSError:
+        return False  # nothing to judge by (no lock file, not ours to read): leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing also drops a lock we took
+
+
+def remove_stale(folder, log=print):
+    """Delete what a killed run of this project left in `folder` (its temporary files and staging folders),
+    and nothing that a live process still holds."""
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), TEMP_PREFIX + "*"))):
+        if os.path.isfile(path) and _owner_is_gone(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            log(f"notice: removed {path}, left by a run that was killed while writing it.")
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), STAGE_PREFIX + "*" + os.sep))):
+        path = path.rstrip(os.sep)
+        if _owner_is_gone(os.path.join(path, OWNER)):
+            shutil.rmtree(path, ignore_errors=True)
+            log(f"notice: removed {path}, left by a run that was killed.")
+
 
 def atomic_write(path, write):
     """Call write(tmp_path), then move tmp_path onto path: a crash never leaves a half-written file."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.basename(path), dir=folder)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place: remove_stale leaves it alone
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -34,8 +81,8 @@ def atomic_write(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -44,6 +91,8 @@ def staged_folder(folder, log=print):
     normally its files are moved into `folder`, and when it raises (a bad file found late, Ctrl-C) they are
     deleted, with any folder this call created: a run either delivers all its outputs or none.
 
+    The staging folder (.cgnet-stage-*) is locked by this process while it lives, so that several runs can
+    write into one folder at once: each cleans up only the staging folders of runs that were killed.
     A move is a rename within one file system: for 1000 PNGs it costs milliseconds (README, 'No partial
     outputs'), against decoding every label once more to check it before writing anything."""
     created = []  # the folders makedirs creates, deepest first
@@ -52,25 +101,32 @@ def staged_folder(folder, log=print):
         created.append(probe)
         probe = os.path.dirname(probe)
     os.makedirs(folder, exist_ok=True)
-    for stale in glob.glob(os.path.join(glob.escape(folder), ".tmp-*" + os.sep)):
-        shutil.rmtree(stale, ignore_errors=True)  # a run killed with SIGKILL could not clean up after itself
-        log(f"notice: removed {stale.rstrip(os.sep)}, left by a run that was killed.")
-    stage = tempfile.mkdtemp(prefix=".tmp-", dir=folder)
+    remove_stale(folder, log)
+    # Made under another name and renamed once locked: a cleanup never sees a staging folder without its lock.
+    new = tempfile.mkdtemp(prefix=".cgnet-new-", dir=folder)
+    lock = _lock(os.path.join(new, OWNER))
+    os.write(lock, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    stage = os.path.join(folder, STAGE_PREFIX + os.path.basename(new)[len(".cgnet-new-"):])
+    os.rename(new, stage)
     try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        for path in created:
-            with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
-                os.rmdir(path)
-        raise
-    # File by file, so that staged subfolders merge into ones that already exist in `folder`.
-    for root, _, names in os.walk(stage):
-        target = os.path.join(folder, os.path.relpath(root, stage))
-        os.makedirs(target, exist_ok=True)
-        for name in sorted(names):
-            os.replace(os.path.join(root, name), os.path.join(target, name))
-    shutil.rmtree(stage)
+        try:
+            yield stage
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            for path in created:
+                with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
+                    os.rmdir(path)
+            raise
+        # File by file, so that staged subfolders merge into ones that already exist in `folder`.
+        for root, _, names in os.walk(stage):
+            target = os.path.join(folder, os.path.relpath(root, stage))
+            os.makedirs(target, exist_ok=True)
+            for name in sorted(names):
+                if root != stage or name != OWNER:
+                    os.replace(os.path.join(root, name), os.path.join(target, name))
+        shutil.rmtree(stage)
+    finally:
+        os.close(lock)
 
 
 def save_png(path, array, palette=None):
@@ -89,26 +145,36 @@ def save_json(path, obj):
 
 
 class BackgroundWriter:
-    """PNG encoding in threads while the next image is computed (PIL's encoder releases the GIL)."""
+    """PNG encoding in threads while the next image is computed (PIL's encoder releases the GIL).
 
-    def __init__(self, workers=2):
+    What waits in the queue is bounded by the bytes of its array arguments (`max_bytes`), not by a count: a
+    queue of 64 small frames is cheap, 64 photos of 48 megapixels are not. Waiting also surfaces write
+    errors early."""
+
+    def __init__(self, workers=2, max_bytes=512 * 2 ** 20):
         self.pool = ThreadPoolExecutor(workers) if workers else None  # 0: write synchronously
-        self.pending = []
+        self.max_bytes = max_bytes
+        self.pending = collections.deque()  # (future, bytes)
+        self.queued = 0
 
     def submit(self, fn, *args):
         if self.pool is None:
             return fn(*args)
-        self.pending.append(self.pool.submit(fn, *args))
-        if len(self.pending) > 64:  # bound memory; also surfaces write errors early
-            self.pending.pop(0).result()
+        size = sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+        while self.pending and self.queued + size > self.max_bytes:
+            future, done = self.pending.popleft()
+            self.queued -= done
+            future.result()
+        self.pending.append((self.pool.submit(fn, *args), size))
+        self.queued += size
 
     def close(self):
         try:
-            for f in self.pending:
-                f.result()
+            for future, _ in self.pending:
+                future.result()
         finally:
             if self.pool is not None:
-                self.pool.shutdown(wait=True)
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _existing_ancestor(path):
