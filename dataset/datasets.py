@@ -70,8 +70,25 @@ def read_list(list_path, data_dir, with_label, flag):
     return samples
 
 
+# One rule for EXIF orientation (phone photos): every file is seen upright, as cv2.imread(IMREAD_COLOR) and
+# PIL's ImageOps.exif_transpose show it. image_header reports that size and load_label turns a label the same
+# way, so a rotated photo and a mask drawn on what the user sees agree. Tag 0x0112: 1 upright, 2..8 below.
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
+
+
+def orientation(im):
+    """The EXIF orientation of an open PIL image (1 when it has none or it cannot be read)."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block: the decoders ignore it too
+        return 1
+    return value if value in UPRIGHT else 1
+
+
 def image_header(path):
-    """(width, height, mode) from the image header (nothing is decoded), or a str saying why there is none."""
+    """(width, height, mode) from the image header (nothing is decoded), the size as seen upright (EXIF
+    orientation applied), or a str saying why there is none."""
     if not os.path.exists(path):
         return "missing"
     if os.path.isdir(path):
@@ -80,7 +97,8 @@ def image_header(path):
         return "unreadable (no read permission)"
     try:
         with Image.open(path) as im:
-            return im.size + (im.mode,)
+            w, h = im.size
+            return ((h, w) if orientation(im) >= 5 else (w, h)) + (im.mode,)
     except Exception:  # PIL raises several types for files that are not images, all alike here
         return "not an image"
 
@@ -112,7 +130,7 @@ def check_files(samples, list_path, flag, show=3):
 
 
 def load_image(path):
-    """BGR uint8, as the original's cv2.imread(path, IMREAD_COLOR)."""
+    """BGR uint8, as the original's cv2.imread(path, IMREAD_COLOR), which applies the EXIF orientation."""
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"image {path} cannot be read; re-download or remove it from the list.")
@@ -120,9 +138,13 @@ def load_image(path):
 
 
 def load_label(path, classes, ignore_label):
-    label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    label = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # class indices as stored; this flag ignores EXIF, so:
     if label is None:
         raise UserError(f"label {path} cannot be read; re-download or remove it from the list.")
+    with Image.open(path) as im:
+        turn = UPRIGHT.get(orientation(im))
+    if turn is not None:
+        label = np.ascontiguousarray(turn(label))
     if label.ndim == 3:
         raise UserError(f"label {path} is a colour image; labels must be single-channel class-index PNGs "
                         f"(for Cityscapes the *_gtFine_labelTrainIds.png files; tools/prepare_cityscapes.py makes them).")

@@ -17,7 +17,7 @@ import numpy as np
 from dataset.datasets import load_image, load_label, read_list
 from utils.files import atomic_write, check_writable_file
 from utils.errors import UserError
-from utils.progress import Progress, plural
+from utils.progress import iterate, plural
 
 NORM_VAL = 1.10  # class weight = 1 / ln(NORM_VAL + p_c), as the original (ENet's weighting)
 KEYS = ("mean", "std", "classWeights")
@@ -42,14 +42,12 @@ def compute_inform(data_dir, dataset_list, classes, ignore_label):
     samples = read_list(list_path, data_dir, with_label=True, flag="--dataset_list")
     mean, std = np.zeros(3, np.float64), np.zeros(3, np.float64)
     hist = np.zeros(classes, np.int64)
-    bar = Progress(len(samples), "dataset statistics")
-    for i, s in enumerate(samples, 1):
+    for s in iterate(samples, "dataset statistics", "images"):
         image = load_image(s.image)
         mean += image.reshape(-1, 3).mean(0)   # per-image channel means (BGR), averaged over images
         std += image.reshape(-1, 3).std(0)
         label = load_label(s.label, classes, ignore_label)
         hist += np.bincount(label[label < classes].ravel(), minlength=classes)[:classes]
-        bar.update(i)
     if hist.sum() == 0:
         raise UserError(f"--dataset_list {list_path}: its labels hold no pixel of classes 0..{classes - 1}; "
                         f"check the labels and --classes.")

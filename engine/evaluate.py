@@ -18,7 +18,7 @@ from utils.errors import UserError
 from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png,
                          staged_folder)
 from utils.metric import ConfusionMatrix
-from utils.progress import Progress
+from utils.progress import bar
 from utils.vis import overlay, panel
 
 
@@ -38,11 +38,11 @@ def validate(model, samples, mean, args, device, rank=0, world=1):
     subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
     loader = make_loader(subset, 1, args.num_workers, device)
     conf = ConfusionMatrix(args.classes, args.ignore_label, device)
-    bar = Progress(len(subset), "validation")
-    for i, (pred, label, _) in enumerate(predict_batches(model, loader, device), 1):
-        conf.update(pred, label)
-        if rank == 0:
-            bar.update(i)
+    with bar(len(subset), "validation", "images") if rank == 0 else contextlib.nullcontext() as progress:
+        for pred, label, _ in predict_batches(model, loader, device):
+            conf.update(pred, label)
+            if progress is not None:
+                progress.update()
     conf.all_reduce()
     return conf.compute()
 
@@ -137,8 +137,7 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device) if with_label else None
     writer = BackgroundWriter(0 if args.plain else 2)
-    bar = Progress(len(samples), "evaluating" if with_label else "testing")
-    done = 0
+    progress = bar(len(samples), "evaluating" if with_label else "testing", "images")
     try:
         for images, label, indices in loader:
             if args.plain:  # the original's loop: logits to the host, argmax there
@@ -158,10 +157,10 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
                 write(writer, samples[i], p, gt)
                 if args.overlay or args.panel:
                     writer.submit(save_pictures, args, spec, picture_dir, samples[i], p, gt)
-            done += len(preds)
-            bar.update(done)
+            progress.update(len(preds))
     finally:
         writer.close()
+        progress.close()
     return samples, conf
 
 
@@ -200,17 +199,26 @@ def test(args, spec, list_flag):
     """Predict an unlabelled list: `{name}_color.png` to --save_seg_dir, and the server's labelId
     `{name}.png` to --submit_dir (one PNG per image, nothing else, as the evaluator expects); both sets
     appear only once every image has been predicted."""
+    if not args.save_seg_dir and not args.submit_dir:
+        raise UserError("--save_seg_dir and --submit_dir are both empty, so there is nothing to write; give a folder "
+                        "to at least one of them ('' leaves out that set of PNGs).")
+    if args.zip and not args.submit_dir:
+        raise UserError("--zip packs the PNGs of --submit_dir, which is empty; give --submit_dir a folder or drop --zip.")
     check_outputs(args, args.save_seg_dir)
-    check_writable_dir(args.submit_dir, "--submit_dir")
+    if args.submit_dir:
+        check_writable_dir(args.submit_dir, "--submit_dir")
     if args.zip:
         check_writable_file(args.zip, "--zip")
     to_label_id = np.asarray(spec.label_ids, np.uint8)
     with staged(args.save_seg_dir) as seg, staged(args.submit_dir) as submit:
-        def write(writer, sample, pred, gt):
-            writer.submit(save_png, os.path.join(seg, f"{sample.name}_color.png"), pred, spec.palette)
-            writer.submit(save_png, os.path.join(submit, f"{sample.name}.png"), to_label_id[pred])
+        def write(writer, sample, pred, gt):  # '' for either folder leaves its PNGs out
+            if seg:
+                writer.submit(save_png, os.path.join(seg, f"{sample.name}_color.png"), pred, spec.palette)
+            if submit:
+                writer.submit(save_png, os.path.join(submit, f"{sample.name}.png"), to_label_id[pred])
         samples, _ = run_inference(args, spec, list_flag, False, write, seg)
-    log(f"colour predictions in {args.save_seg_dir}; submission PNGs (labelIds) in {args.submit_dir}")
+    log("; ".join(([f"colour predictions in {args.save_seg_dir}"] if args.save_seg_dir else [])
+                  + ([f"submission PNGs (labelIds) in {args.submit_dir}"] if args.submit_dir else [])))
     result = {"images": len(samples), "save_seg_dir": args.save_seg_dir, "submit_dir": args.submit_dir}
     if args.zip:
         result["zip"] = make_zip(args.submit_dir, [f"{s.name}.png" for s in samples], args.zip)

@@ -4,7 +4,12 @@ tools/webui.py, through the same predictor() as the evaluation scripts.
 
     seg = load_segmenter(args)          # args: resume, inform_data_file, amp, compile, plain, cuda, gpus
     pred = seg(image_bgr)               # (H, W) uint8 class ids, as cityscapes_eval.py predicts them
+
+Memory is bounded whatever the photo: by default the network sees the image with its long side capped at
+MAX_SIDE (Cityscapes' 2048, so its images are unchanged) and the logits are resized back to the original
+size; with tile=True it sees every pixel at full resolution, in overlapping tiles.
 """
+import contextlib
 import os
 import queue
 import threading
@@ -23,8 +28,14 @@ from utils.device import select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
 from utils.files import BackgroundWriter
-from utils.progress import Progress
+from utils.progress import bar
 from utils.vis import overlay
+
+MAX_SIDE = 2048        # the long side of Cityscapes, the scale CGNet was trained for
+TILE = (1024, 2048)    # (H, W) of a tile in full-resolution mode (landscape; swapped for portrait images)
+TILE_MARGIN = 128      # context each tile sees beyond the pixels it predicts (discarded at its border)
+MAX_FPS = 240          # above this (or <= 0) a video's reported frame rate is taken as unknown
+DEFAULT_FPS = 25.0
 
 
 @dataclass
@@ -37,21 +48,53 @@ class Segmenter:
     palette: list             # [[r, g, b], ...], one per class
     device: torch.device
     path: str
+    max_side: int = MAX_SIDE  # 0: no cap (memory grows with the image)
+    tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
 
     @property
     def classes(self):
         return len(self.class_names)
 
+    def tiled(self, image_bgr):
+        """Whether this image goes through tiles (full resolution, larger than one tile)."""
+        h, w = image_bgr.shape[:2]
+        return self.tile and h * w > TILE[0] * TILE[1]
+
     def input(self, image_bgr):
-        """The network input (1, 3, H, W) of a BGR uint8 image: the evaluation scripts' preprocessing."""
+        """The network input (1, 3, h, w) of a BGR uint8 image: the evaluation scripts' preprocessing, on the
+        image shrunk to a long side of max_side when it is larger (and tiling is off)."""
+        h, w = image_bgr.shape[:2]
+        if self.max_side and not self.tile and max(h, w) > self.max_side:
+            f = self.max_side / max(h, w)
+            image_bgr = cv2.resize(image_bgr, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         return to_tensor(normalize(image_bgr, self.mean))[None]
 
-    def labels(self, x):
-        """(H, W) uint8 class ids of one network input."""
-        return self.predict(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    def labels(self, x, size=None):
+        """(H, W) uint8 class ids of one network input; `size` (H, W): the original image's, when x was shrunk."""
+        logits = self.predict(x)
+        if size is None or tuple(size) == tuple(logits.shape[2:]):
+            return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        return upsampled_argmax(logits[0].float().cpu().numpy(), size)
 
     def __call__(self, image_bgr):
-        return self.labels(self.input(image_bgr))
+        if self.tiled(image_bgr):
+            return self.in_tiles(image_bgr)
+        return self.labels(self.input(image_bgr), image_bgr.shape[:2])
+
+    def in_tiles(self, image_bgr):
+        """Class ids at full resolution, one tile at a time: each tile predicts its centre and sees
+        TILE_MARGIN pixels of context around it, so memory depends on the tile, not on the image."""
+        h, w = image_bgr.shape[:2]
+        th, tw = TILE if w >= h else TILE[::-1]
+        m = TILE_MARGIN
+        step_h, step_w = th - 2 * m, tw - 2 * m
+        out = np.empty((h, w), np.uint8)
+        for y in range(0, h, step_h):
+            for x in range(0, w, step_w):
+                y0, x0, y1, x1 = max(0, y - m), max(0, x - m), min(h, y + step_h + m), min(w, x + step_w + m)
+                pred = self.labels(to_tensor(normalize(image_bgr[y0:y1, x0:x1], self.mean))[None])
+                out[y:y + step_h, x:x + step_w] = pred[y - y0:y - y0 + step_h, x - x0:x - x0 + step_w]
+        return out
 
     def describe(self):
         net = self.network
@@ -60,8 +103,24 @@ class Segmenter:
         return f"{name}, {self.classes} classes{trained}, on {self.device.type}"
 
 
+def upsampled_argmax(logits, size):
+    """argmax over classes of the logits (C, h, w) bilinearly resized to size (H, W), one class at a time:
+    a few full-size planes in memory instead of C of them (19 float planes of a 48-megapixel photo: 3.6 GB)."""
+    h, w = size
+    best = cv2.resize(logits[0], (w, h), interpolation=cv2.INTER_LINEAR)  # half-pixel centres, as torch's
+    ids = np.zeros((h, w), np.uint8)
+    for c in range(1, logits.shape[0]):
+        plane = cv2.resize(logits[c], (w, h), interpolation=cv2.INTER_LINEAR)
+        higher = plane > best  # strict: ties keep the lower class, as argmax does
+        ids[higher] = c
+        np.maximum(best, plane, out=best)
+        del plane, higher
+    return ids
+
+
 def load_segmenter(args, path=None, flag="--resume"):
-    """The segmenter of `path` (default args.resume) on the device the flags select."""
+    """The segmenter of `path` (default args.resume) on the device the flags select; args.max_side and
+    args.tile, when present, set how large images are segmented."""
     path = path or args.resume
     device, _ = select_device(args)
     use_device(device)
@@ -69,31 +128,53 @@ def load_segmenter(args, path=None, flag="--resume"):
     mean = checkpoint_mean(weights, path, getattr(args, "inform_data_file", None), flag)
     names, palette = class_table(weights)
     return Segmenter(predictor(args, model.to(device), device), mean, weights.network, weights.dataset,
-                     names, palette, device, path)
+                     names, palette, device, path, getattr(args, "max_side", MAX_SIDE), getattr(args, "tile", False))
 
 
+@contextlib.contextmanager
 def ahead(iterator, depth=4):
-    """Run `iterator` in a thread, up to `depth` items ahead of the consumer: decoding overlaps inference
-    (OpenCV decodes without holding the GIL). Its exceptions are raised in the consumer."""
+    """with ahead(it) as items: run `iterator` in a thread, up to `depth` items ahead of the consumer, so that
+    decoding overlaps inference (OpenCV decodes without holding the GIL). Its exceptions are raised in the
+    consumer. Leaving the block, by its end, an error or Ctrl-C, stops the thread and waits for it: after it
+    nothing reads from what the iterator reads (a capture can then be released safely)."""
     done = object()
     q = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def work():
         try:
             for x in iterator:
-                q.put((x, None))
-            q.put((done, None))
+                if not put((x, None)):
+                    return
+            put((done, None))
         except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put((done, e))
+            put((done, e))
 
-    threading.Thread(target=work, daemon=True).start()
-    while True:
-        x, error = q.get()
-        if error is not None:
-            raise error
-        if x is done:
-            return
-        yield x
+    def items():
+        while True:
+            x, error = q.get()
+            if error is not None:
+                raise error
+            if x is done:
+                return
+            yield x
+
+    thread = threading.Thread(target=work, daemon=True, name="decode-ahead")
+    thread.start()
+    try:
+        yield items()
+    finally:
+        stop.set()
+        thread.join()
 
 
 def decode_video(capture, seg):
@@ -104,42 +185,207 @@ def decode_video(capture, seg):
         yield frame, seg.input(frame)
 
 
-def segment_video(seg, source, path, label=None):
-    """The overlay video of `source` written to `path` (mp4): the same frames, size and frame rate.
-    Returns {"path", "frames", "seconds", "fps"}; `label` names the output in the summary line."""
+class Latest:
+    """A live source read by a thread that keeps only the newest frame: when the network is slower than the
+    camera, frames are dropped, not queued (a queue would lag ever further behind the scene)."""
+
+    def __init__(self, capture):
+        self.capture, self.frame, self.index, self.ended = capture, None, 0, False
+        self.cond = threading.Condition()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.grab, daemon=True, name="live-grabber")
+        self.thread.start()
+
+    def grab(self):
+        while not self.stop.is_set():
+            ok, frame = self.capture.read()
+            with self.cond:
+                if not ok:
+                    self.ended = True
+                else:
+                    self.frame, self.index = frame, self.index + 1
+                self.cond.notify()
+            if not ok:
+                return
+
+    def next(self, last_index):
+        """(frame, index) of the newest frame after `last_index`, or (None, index) when the source ended."""
+        with self.cond:
+            while self.index == last_index and not self.ended:
+                self.cond.wait(0.1)
+            if self.index == last_index:
+                return None, last_index
+            return self.frame, self.index
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+def open_capture(source, timeout=10.0):
+    """An opened cv2.VideoCapture of a video file, a camera index (int) or a stream URL, or one sentence."""
+    if isinstance(source, int):
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise UserError(f"camera {source} cannot be opened; check --camera (0 is the first camera) and that no "
+                            f"other program is using it.")
+        return capture
+    if is_url(source):
+        ms = int(timeout * 1000)
+        capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        if not capture.isOpened():
+            raise UserError(f"stream {source} did not answer within {timeout:g} s or is not a video OpenCV can "
+                            f"open; check the address (and --timeout for a slow network).")
+        return capture
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise UserError(f"video {source} cannot be read by OpenCV (damaged, or not a video); "
                         f"convert it to mp4 or give its frames as images.")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    result = {}
+    return capture
 
-    def write(tmp):
-        video = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not video.isOpened():
-            raise UserError(f"OpenCV cannot write an mp4 video ({label or os.path.basename(path)}); check that the "
-                            f"output folder is writable.")
-        writer = BackgroundWriter(1)  # one thread: frames stay in order
-        bar = Progress(total, os.path.basename(source))
-        start, frames = time.perf_counter(), 0
+
+def is_url(source):
+    return isinstance(source, str) and "://" in source
+
+
+def video_metadata(capture, source):
+    """(frames or None when unknown, frames per second): OpenCV reports 0, negative or huge frame counts and
+    rates like 1000 fps for some webm/VFR files and streams; those are taken as unknown."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    total = int(count) if 0 < count < 2 ** 31 else None
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    if not 0 < fps <= MAX_FPS:
+        log(f"notice: {source} reports {fps:g} frames/s, which cannot be right; its overlay video is written at "
+            f"{DEFAULT_FPS:g} frames/s.")
+        fps = DEFAULT_FPS
+    return total, fps
+
+
+class Window:
+    """--show: the overlay and the frames/s in a window, when there is a display; otherwise a notice, once."""
+
+    def __init__(self, title):
+        self.title, self.open = title, False
+        if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            log("notice: --show skipped: there is no display (DISPLAY is not set).")
+            return
         try:
-            for frame, x in ahead(decode_video(capture, seg)):
-                pred = seg.labels(x)
-                writer.submit(lambda f, p: video.write(overlay(f[:, :, ::-1], p, seg.palette)[:, :, ::-1]), frame, pred)
-                frames += 1
-                bar.update(min(frames, total) if total else frames)
-        finally:
-            writer.close()
-            video.release()
-            capture.release()
-        if frames == 0:
-            raise UserError(f"video {source} has no frame OpenCV can decode; convert it to mp4.")
-        result.update(frames=frames, seconds=time.perf_counter() - start)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            self.open = True
+        except cv2.error:
+            log("notice: --show skipped: this OpenCV build cannot open windows.")
 
-    write(path)
-    result.update(path=path, fps=result["frames"] / result["seconds"])
-    log(f"{label or os.path.basename(path)}: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s")
+    def show(self, image_bgr, fps):
+        """False when the user closed the window or pressed q/Esc: the stream ends there."""
+        if not self.open:
+            return True
+        image = np.ascontiguousarray(image_bgr)
+        cv2.putText(image, f"{fps:.1f} frames/s", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        cv2.imshow(self.title, image)
+        key = cv2.waitKey(1) & 0xFF
+        return key not in (ord("q"), 27) and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self):
+        if self.open:
+            cv2.destroyWindow(self.title)
+
+
+def segment_video(seg, source, path, label=None, max_frames=None, show=False, timeout=10.0, live=None):
+    """The overlay video of `source` (a video file, a camera index or a stream URL) written to `path` (mp4):
+    the same frames, size and frame rate. Returns {"path", "frames", "seconds", "fps", "live", "stopped"};
+    `label` names the output in the summary line.
+
+    A live source (a camera, or a stream with no frame count; live=True forces it) is read by a thread that
+    keeps only its newest frame, and ends with the stream, after `max_frames`, when the --show window is
+    closed, or on Ctrl-C: the video written so far is finished and kept (stopped: "Ctrl-C"). Frames dropped
+    while the network was busy are filled with the last overlay, so the video keeps the source's timing.
+    A file or a finite stream is segmented frame by frame, whole (or its first `max_frames`)."""
+    capture = open_capture(source, timeout)
+    name = label or os.path.basename(path)
+    window = video = None
+    try:
+        total, fps = video_metadata(capture, source)
+        live = isinstance(source, int) or (is_url(source) and total is None) if live is None else live
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not video.isOpened():
+            raise UserError(f"OpenCV cannot write an mp4 video ({name}); check that the output folder is writable.")
+        window = Window(name) if show else None
+        if max_frames:
+            total = min(total, max_frames) if total else max_frames
+        run = (segment_live if live else segment_frames)(seg, capture, video, window, total, max_frames, source)
+    finally:
+        if window is not None:
+            window.close()
+        if video is not None:
+            video.release()
+        capture.release()  # after the reading thread has stopped: segment_* join it before they return
+    if run["frames"] == 0:
+        raise UserError(f"{'stream' if live else 'video'} {source} gave no frame OpenCV can decode"
+                        + ("." if live else "; convert it to mp4."))
+    result = dict(run, path=path, live=live, fps=run["frames"] / run["seconds"])
+    stopped = {"Ctrl-C": " (stopped by Ctrl-C; the video so far is kept)",
+               "window": " (stopped: window closed)"}.get(run["stopped"], "")
+    log(f"{name}: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s{stopped}")
     return result
+
+
+def write_overlay(video, seg, frame, pred):
+    image = overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1]
+    video.write(np.ascontiguousarray(image))
+    return image
+
+
+def segment_frames(seg, capture, video, window, total, max_frames, source):
+    """Every frame of a file, in order; decoding runs ahead in a thread, writing in another."""
+    writer = BackgroundWriter(1)  # one thread: frames stay in order
+    progress = bar(total, os.path.basename(str(source)), "frames")
+    start, frames, stopped = time.perf_counter(), 0, None
+    try:
+        with ahead(decode_video(capture, seg)) as decoded:
+            for frame, x in decoded:
+                pred = seg.labels(x, frame.shape[:2])
+                writer.submit(write_overlay, video, seg, frame, pred)
+                frames += 1
+                progress.update()
+                if window is not None and not window.show(overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1],
+                                                          frames / (time.perf_counter() - start)):
+                    stopped = "window"
+                    break
+                if max_frames and frames >= max_frames:
+                    break
+    finally:
+        writer.close()
+        progress.close()
+    return {"frames": frames, "seconds": time.perf_counter() - start, "stopped": stopped}
+
+
+def segment_live(seg, capture, video, window, total, max_frames, source):
+    """The newest frame each time the network is free; Ctrl-C ends the stream like its end."""
+    progress = bar(total, str(source), "frames")
+    start, frames, written, last, stopped = time.perf_counter(), 0, 0, 0, None
+    grabber = Latest(capture)
+    image = None
+    try:
+        while not (max_frames and frames >= max_frames):
+            frame, index = grabber.next(last)
+            if frame is None:
+                break
+            pred = seg(frame)
+            for _ in range(index - last - 1):  # frames dropped while the network was busy: keep the timing
+                video.write(image if image is not None else frame)
+            image = write_overlay(video, seg, frame, pred)
+            written += index - last
+            last, frames = index, frames + 1
+            progress.update()
+            if window is not None and not window.show(image, frames / (time.perf_counter() - start)):
+                stopped = "window"
+                break
+    except KeyboardInterrupt:  # the way to end a camera: what was written so far is kept
+        stopped = "Ctrl-C"
+    finally:
+        grabber.close()
+        progress.close()
+    return {"frames": frames, "written": written, "seconds": time.perf_counter() - start, "stopped": stopped}

@@ -29,7 +29,7 @@ from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, remove_stale
 from utils.metric import ConfusionMatrix
 from utils.optim import build_optimizer, poly_lr, set_lr
-from utils.progress import Progress, plural
+from utils.progress import bar, plural
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -44,7 +44,8 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device)
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), NEVER, dtype=torch.long, device=device)
-    bar = Progress(len(loader), f"epoch {epoch + 1}/{args.max_epochs}")
+    progress = bar(len(loader), f"epoch {epoch + 1}/{args.max_epochs}") if du.rank() == 0 else None
+    shown = 0
     amp_dtype = AMP_DTYPES[args.amp]
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     lr = args.lr
@@ -72,12 +73,24 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, 
             conf.update(out.argmax(1), labels)
         if (i + 1) % 10 == 0 or i + 1 == len(loader):
             check_finite(first_bad, epoch)
-            if du.rank() == 0:
-                bar.update(i + 1, f"loss {loss_sum.item() / (i + 1):.4f} lr {lr:.2e}")
+            if progress is not None:  # the epoch's ETA; the run's is in the line logged after each epoch
+                progress.set_postfix_str(f"loss {loss_sum.item() / (i + 1):.4f} lr {lr:.2e}", refresh=False)
+                progress.update(i + 1 - shown)
+                shown = i + 1
+    if progress is not None:
+        progress.close()
     check_finite(first_bad, epoch)
     total = du.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(len(loader)), device=device)]))
     conf.all_reduce()
     return (total[0] / total[1]).item(), conf, lr
+
+
+def run_eta(start, done, left):
+    """'; run ETA 1:02:03' from the mean time of the epochs done in this process ('' after the last)."""
+    if not left:
+        return ""
+    seconds = round((time.perf_counter() - start) / done * left)
+    return f"; run ETA {seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def check_finite(first_bad, epoch):
@@ -277,6 +290,7 @@ def _train(args, spec, device, rank, world, samples, inform):
             f"{plural(per_iter, 'iteration')} per epoch")
 
     summary = {"run_dir": run_dir, "seed": run.seed, "epochs": run.start_epoch, "world_size": world}
+    run_start = time.perf_counter()
     for epoch in range(run.start_epoch, args.max_epochs):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -295,7 +309,8 @@ def _train(args, spec, device, rank, world, samples, inform):
             save(args, spec, run, du.unwrap(model), epoch, per_iter, run_dir, log_lines, inform["mean"])
             log(f"epoch {epoch + 1}/{args.max_epochs}: loss {loss:.4f}, train mIoU {train_miou:.4f}"
                 + (f", val mIoU {val_miou:.4f}" if val_miou is not None else "")
-                + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s")
+                + f", lr {lr:.2e}, {time.perf_counter() - start:.1f} s"
+                + run_eta(run_start, epoch + 1 - run.start_epoch, args.max_epochs - epoch - 1))
         summary.update(epochs=epoch + 1, loss=loss, train_mIoU=train_miou)
         if val_miou is not None:
             summary["val_mIoU"] = val_miou

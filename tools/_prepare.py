@@ -14,20 +14,10 @@ if __name__ == "__main__":  # run as a file (python tools/_prepare.py --help): t
 
 from utils.files import atomic_write  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.progress import Progress  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "trainval", "test")
 SHOW = 3  # missing files named in a message
-
-
-def progress(items, desc):
-    """Yield items while a progress line counts them."""
-    items = list(items)
-    bar = Progress(len(items), desc)
-    for done, item in enumerate(items, 1):
-        yield item
-        bar.update(done)
 
 
 def read_list(path):

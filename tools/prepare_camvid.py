@@ -16,8 +16,9 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools._prepare import (REPO, choose_lists, progress, summary, train_command, verify,  # noqa: E402
+from tools._prepare import (REPO, choose_lists, summary, train_command, verify,  # noqa: E402
                             write_lists)
+from utils.progress import iterate  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 SHIPPED = REPO / "dataset" / "list" / "CamVid"
@@ -55,7 +56,7 @@ def samples_on_disk(data_dir):
 def check_labels(data_dir, chosen):
     """Every annotation has one channel, labels 0..11 and the size of its image (read from its header only)."""
     rows = dict.fromkeys(row for split in ("trainval", "test") for row in chosen[split][0])
-    for image, label in progress(rows, "checking annotations"):
+    for image, label in iterate(rows, "checking annotations"):
         with Image.open(data_dir / label) as im:
             values = np.asarray(im)
         if values.ndim != 2:

@@ -21,8 +21,9 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools._prepare import (REPO, choose_lists, progress, summary, train_command, verify,  # noqa: E402
+from tools._prepare import (REPO, choose_lists, summary, train_command, verify,  # noqa: E402
                             write_lists)
+from utils.progress import iterate  # noqa: E402
 from utils.files import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -75,7 +76,7 @@ def make_train_ids(data_dir):
     for entry in labels:
         if 0 <= entry.id < 256 and 0 <= entry.trainId < 255:
             to_train_id[entry.id] = entry.trainId
-    for label, source in progress(todo.items(), "making *_gtFine_labelTrainIds.png"):
+    for label, source in iterate(todo.items(), "making *_gtFine_labelTrainIds.png"):
         if source.name.endswith(POLYGONS):
             image = polygons_to_train_ids(source, data_dir, Annotation, createLabelImage)
         else:

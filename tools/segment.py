@@ -1,59 +1,106 @@
-"""Segment your own images, folders and videos with a trained checkpoint: no list file, no dataset.
+"""Segment your own images, folders, videos, a camera or a stream with a trained checkpoint: no list file,
+no dataset.
 
     python tools/segment.py --resume model_350.pth street.jpg photos/ "shots/*.png" drive.mp4 --out result/mine
+    python tools/segment.py --resume model_350.pth --camera 0 --max_frames 300 --show --out result/live
 
 Per image: OUT/{stem}.png (class ids: the dataset's train ids), OUT/{stem}_color.png and
-OUT/{stem}_overlay.png; a folder keeps its subfolders under OUT (photos/sub/y.jpg -> OUT/sub/y.png).
-Per video: OUT/{stem}_overlay.mp4 with the same frame count, size and frame rate. The network, its
-classes, its input mean and the palette come from the checkpoint; the predictions are those of
-cityscapes_eval.py (the same fast exact path by default). Images are decoded ahead in a thread and
-results written in the background while the network runs, into a hidden folder inside OUT whose files
-are moved into place when every input succeeded: a failure or Ctrl-C leaves OUT as it was.
+OUT/{stem}_overlay.png; a folder keeps its subfolders under OUT (photos/sub/y.jpg -> OUT/sub/y.png), and its
+videos are segmented as videos. Per video, camera (camera{N}) or stream URL: OUT/{stem}_overlay.mp4 with the
+same size and frame rate. The network, its classes, its input mean and the palette come from the checkpoint;
+the predictions are those of cityscapes_eval.py (the same fast exact path by default) for images up to
+--max_side; larger photos are shrunk for the network and their predictions resized back (--tile: full
+resolution in tiles). Images are decoded ahead in a thread and results written in the background while the
+network runs, into a hidden folder inside OUT whose files are moved into place when every input succeeded:
+a failure or Ctrl-C leaves OUT as it was. A live source (camera, stream) has no end: --max_frames, closing
+the --show window or Ctrl-C end it, and the video so far is delivered with the other outputs.
 """
 import argparse
 import glob
 import os
 import sys
+import time
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import cv2  # noqa: E402
-import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from dataset.datasets import image_header, normalize, to_tensor  # noqa: E402
-from engine.segmenter import ahead, load_segmenter, segment_video  # noqa: E402
-from utils.args import str2bool  # noqa: E402
+from dataset.datasets import image_header  # noqa: E402
+from engine.segmenter import MAX_SIDE, ahead, is_url, load_segmenter, open_capture, segment_video  # noqa: E402
+from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
-from utils.progress import Progress  # noqa: E402
+from utils.progress import bar  # noqa: E402
 from utils.vis import overlay  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+IMAGE_OUTPUTS = (".png", "_color.png", "_overlay.png")
+VIDEO_OUTPUT = "_overlay.mp4"
+INTERRUPTED = ("stopped by Ctrl-C before every input was segmented; --out was left as it was (a camera or "
+               "stream stopped by Ctrl-C instead keeps its video so far).")
 
 
 @dataclass(frozen=True)
 class Item:
-    path: str
+    path: object       # a file, a stream URL or a camera index
     stem: str          # output name relative to --out, without extension: "x" or "sub/x"
     from_folder: bool  # a folder's unreadable files are skipped; a named file must be readable
 
+    @property
+    def outputs(self):
+        return [self.stem + s for s in ((VIDEO_OUTPUT,) if self.is_video else IMAGE_OUTPUTS)]
 
-def expand(inputs):
-    """(images, videos) as Items, in the order given; folders recursively and sorted, globs sorted."""
-    images, videos = [], []
+    @property
+    def is_video(self):
+        return not isinstance(self.path, str) or is_url(self.path) or self.path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def walk(folder):
+    """The files under `folder`, sorted, each real file once, following links to folders but not round a
+    loop (sub/loop -> ..), which is noted."""
+    files, seen_dirs, seen_files = [], set(), set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_dirs:
+            log(f"notice: skipped {root}: it leads back to {real}, a folder already read (a link loop).")
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and os.path.realpath(path) not in seen_files:
+                seen_files.add(os.path.realpath(path))
+                files.append(path)
+    return files
+
+
+def url_stem(url):
+    """'http://host/cams/clip.avi?x=1' -> 'clip'; a URL without a file name -> its host."""
+    parsed = urlparse(url)
+    stem = os.path.splitext(os.path.basename(parsed.path.rstrip("/")))[0]
+    return stem or (parsed.hostname or "stream").replace(".", "_")
+
+
+def expand(inputs, camera=None):
+    """(items, skipped paths); items in the order given, folders recursively and sorted, globs sorted, a camera
+    last."""
+    items = []
     for text in inputs:
-        if os.path.isdir(text):
-            files = sorted(p for p in glob.glob(os.path.join(glob.escape(text), "**", "*"), recursive=True)
-                           if os.path.isfile(p))
+        if is_url(text):
+            items.append(Item(text, url_stem(text), False))
+        elif os.path.isdir(text):
+            files = walk(text)
             if not files:
                 raise UserError(f"input folder {text} holds no files; give a folder with images in it.")
-            images += [Item(p, os.path.splitext(os.path.relpath(p, text))[0], True) for p in files]
+            items += [Item(p, os.path.splitext(os.path.relpath(p, text))[0], True) for p in files]
         elif os.path.isfile(text):
-            stem = os.path.splitext(os.path.basename(text))[0]
-            (videos if text.lower().endswith(VIDEO_EXTENSIONS) else images).append(Item(text, stem, False))
+            items.append(Item(text, os.path.splitext(os.path.basename(text))[0], False))
         elif glob.has_magic(text):
             files = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
             if not files:
@@ -61,36 +108,76 @@ def expand(inputs):
                                 f"passes it on).")
             base = text[:min(text.index(c) for c in "*?[" if c in text)]
             base = base if base.endswith(os.sep) else os.path.dirname(base)
-            for p in files:
-                item = Item(p, os.path.splitext(os.path.relpath(p, base or "."))[0], False)
-                (videos if p.lower().endswith(VIDEO_EXTENSIONS) else images).append(item)
+            items += [Item(p, os.path.splitext(os.path.relpath(p, base or "."))[0], False) for p in files]
         else:
-            raise UserError(f"input {text} does not exist; give image files, folders, globs or videos.")
-    seen = {}
-    for item in images + videos:
-        if item.stem in seen and seen[item.stem] != item.path:
-            raise UserError(f"inputs {seen[item.stem]} and {item.path} would both be written as {item.stem}.png; "
-                            f"segment them into different --out folders.")
-        seen[item.stem] = item.path
-    for item in images:  # a file named on the command line must be an image; a folder's others are skipped
-        if not item.from_folder and isinstance(image_header(item.path), str):
-            raise UserError(f"input {item.path} is not a readable image; give an image file (png, jpg, bmp, ...) "
-                            f"or a video OpenCV can read.")
-    for item in videos:  # before any work, not after the images are done
-        capture = cv2.VideoCapture(item.path)
-        opened = capture.isOpened()
-        capture.release()
-        if not opened:
-            raise UserError(f"video {item.path} cannot be read by OpenCV (damaged, or not a video); "
-                            f"convert it to mp4 or give its frames as images.")
-    return images, videos
+            raise UserError(f"input {text} does not exist; give image files, folders, globs, videos or a stream URL.")
+    if camera is not None:
+        items.append(Item(camera, f"camera{camera}", False))
+    return check_outputs(unique(items))
 
 
-def decode_images(items, mean):
-    """(item, BGR uint8 image or None when unreadable, its network input (1, 3, H, W))."""
+def unique(items):
+    """A file named twice (itself and in its folder) is segmented once."""
+    seen, kept = set(), []
     for item in items:
-        image = cv2.imread(item.path, cv2.IMREAD_COLOR)  # what load_image does, without raising
-        yield item, image, None if image is None else to_tensor(normalize(image, mean))[None]
+        key = os.path.realpath(item.path) if isinstance(item.path, str) and not is_url(item.path) else item.path
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
+
+
+def check_outputs(items):
+    """Before any work: every input readable, no two writing one file. Returns (items, the paths of a folder's
+    files skipped as neither readable images nor videos)."""
+    kept, skipped, written = [], [], {}
+    for item in items:
+        if item.is_video:
+            if not readable_video(item):
+                skipped.append(item.path)
+                continue
+        elif isinstance(image_header(item.path), str):
+            if not item.from_folder:
+                raise UserError(f"input {item.path} is not a readable image; give an image file (png, jpg, bmp, ...) "
+                                f"or a video OpenCV can read.")
+            log(f"skipped {item.path}: not a readable image")
+            skipped.append(item.path)
+            continue
+        for name in item.outputs:  # judged on the real names: a.jpg's a_color.png is a_color.jpg's a_color.png
+            if name in written:
+                raise UserError(f"inputs {written[name].path} and {item.path} would both be written as {name}; "
+                                f"rename one, or segment them into different --out folders.")
+            written[name] = item
+        kept.append(item)
+    return kept, skipped
+
+
+def readable_video(item):
+    """Opened and released before any work, so that a bad camera, URL or file ends the run before it starts.
+    A folder's unreadable video is skipped with a note; a named one is an error."""
+    try:
+        open_capture(item.path).release()
+        return True
+    except UserError:
+        if not item.from_folder:
+            raise
+        log(f"skipped {item.path}: not a video OpenCV can read")
+        return False
+
+
+def decode_images(items, seg):
+    """(item, BGR uint8 image, its network input (1, 3, h, w), or None for an image segmented in tiles)."""
+    for item in items:
+        image = cv2.imread(item.path, cv2.IMREAD_COLOR)  # applies the EXIF orientation, as image_header reports
+        if image is None:
+            raise UserError(f"input {item.path} cannot be decoded, although its header reads; re-save it as png "
+                            f"or jpg.")
+        if item.path.lower().endswith(".gif"):
+            with Image.open(item.path) as gif:
+                if getattr(gif, "n_frames", 1) > 1:
+                    log(f"notice: {item.path} has {gif.n_frames} frames; only the first is segmented (convert it "
+                        f"to a video to segment them all).")
+        yield item, image, None if seg.tiled(image) else seg.input(image)
 
 
 def write_image(out, stem, image_bgr, pred, palette):  # out: the staging folder
@@ -100,52 +187,73 @@ def write_image(out, stem, image_bgr, pred, palette):  # out: the staging folder
     save_png(f"{path}_overlay.png", overlay(image_bgr[:, :, ::-1], pred, palette))
 
 
-def segment_images(out, items, predict, mean, palette):
-    """Returns the paths of the folder files that were skipped as unreadable."""
-    skipped = []
-    writer = BackgroundWriter(2)
-    bar = Progress(len(items), "images")
+def segment_images(out, items, seg):
+    writer = BackgroundWriter(2)  # bounded by bytes: a few 48-megapixel photos, or many small ones
+    progress = bar(len(items), "images", "images")
     try:
-        for n, (item, image, x) in enumerate(ahead(decode_images(items, mean)), 1):
-            if image is None:
-                log(f"skipped {item.path}: not a readable image")
-                skipped.append(item.path)
-            else:
-                pred = predict(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
-                writer.submit(write_image, out, item.stem, image, pred, palette)
-            bar.update(n)
+        with ahead(decode_images(items, seg), depth=2) as decoded:
+            for item, image, x in decoded:
+                pred = seg(image) if x is None else seg.labels(x, image.shape[:2])
+                writer.submit(write_image, out, item.stem, image, pred, seg.palette)
+                progress.update()
     finally:
         writer.close()
-    return skipped
+        progress.close()
 
 
 def main(args):
-    images, videos = expand(args.inputs)
+    if not args.inputs and args.camera is None:
+        raise UserError("no input given; name images, folders, globs, videos or stream URLs, or a --camera.")
+    items, skipped = expand(args.inputs, args.camera)
+    if not items:
+        raise UserError(f"no readable image or video in {' '.join(args.inputs)}; give images, videos or a stream.")
     check_writable_dir(args.out, "--out")
     seg = load_segmenter(args)
-    predict, mean, palette = seg.predict, seg.mean, seg.palette
-    summary = {"images": 0, "skipped": [], "videos": []}
+    images = [i for i in items if not i.is_video]
+    videos = [i for i in items if i.is_video]
+    summary = {"images": len(images), "skipped": skipped, "videos": []}
     with staged_folder(args.out, log) as out:  # every output appears when all succeeded, or none does
         if images:
-            summary["skipped"] = segment_images(out, images, predict, mean, palette)
-            summary["images"] = len(images) - len(summary["skipped"])
+            start = time.perf_counter()
+            segment_images(out, images, seg)
+            summary["seconds"] = time.perf_counter() - start
+            log(f"{len(images)} image(s) in {summary['seconds']:.1f} s ({len(images) / summary['seconds']:.2f} "
+                f"images/s)")
         for item in videos:
-            summary["videos"].append(segment_video(seg, item.path, os.path.join(out, f"{item.stem}_overlay.mp4"),
-                                                       label=f"{item.stem}_overlay.mp4"))
+            summary["videos"].append(segment_video(seg, item.path, os.path.join(out, item.stem + VIDEO_OUTPUT),
+                                                   label=item.stem + VIDEO_OUTPUT, max_frames=args.max_frames,
+                                                   show=args.show, timeout=args.timeout))
     for video in summary["videos"]:
         video["path"] = os.path.join(args.out, os.path.relpath(video["path"], out))
-    log(f"segmented {summary['images']} image(s) and {len(videos)} video(s) into {args.out}"
-        + (f"; {len(summary['skipped'])} files skipped (not readable images, named above)" if summary["skipped"] else ""))
+    log(f"segmented {len(images)} image(s) and {len(videos)} video(s) into {args.out}"
+        + (f"; {len(skipped)} files skipped (named above)" if skipped else ""))
     return summary
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="Segment images, folders, globs and videos with a CGNet checkpoint.",
+    p = argparse.ArgumentParser(description="Segment images, folders, globs, videos, a camera or a stream with a "
+                                            "CGNet checkpoint.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files, folders (recursively), quoted globs such as 'shots/*.jpg', video files")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image files, folders (recursively, their videos too), quoted globs such as 'shots/*.jpg', "
+                        "video files, stream URLs (rtsp://, http(s)://: anything OpenCV's FFmpeg opens)")
     p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's")
     p.add_argument("--out", required=True, help="folder to write the results to (created if missing)")
+    p.add_argument("--camera", type=non_negative_int, default=None,
+                   help="also segment this camera (0: the first), live, into OUT/camera{N}_overlay.mp4")
+    p.add_argument("--max_frames", type=positive_int, default=None,
+                   help="end each video, stream or camera after this many segmented frames (default: its end, or "
+                        "Ctrl-C for a live source)")
+    p.add_argument("--show", type=str2bool, nargs="?", const=True, default=False,
+                   help="show each video's overlay and frames/s in a window (q or Esc ends it); skipped without "
+                        "a display")
+    p.add_argument("--timeout", type=positive_float, default=10.0,
+                   help="seconds a stream URL may take to open or to send a frame")
+    p.add_argument("--max_side", type=non_negative_int, default=MAX_SIDE,
+                   help="larger images are shrunk to this long side for the network, the predictions resized back "
+                        "to the original size (bounds memory; 2048 keeps Cityscapes images as they are); 0: no cap")
+    p.add_argument("--tile", type=str2bool, nargs="?", const=True, default=False,
+                   help="segment at full resolution in overlapping tiles instead (slower; memory still bounded)")
     p.add_argument("--inform_data_file", default=None,
                    help="statistics file whose mean to use for a checkpoint that records none (the original "
                         "release's); 19-class checkpoints default to the release's Cityscapes mean")
@@ -160,4 +268,4 @@ def get_args_parser():
 
 
 if __name__ == "__main__":
-    run_cli(main, get_args_parser())
+    run_cli(main, get_args_parser(), interrupted=INTERRUPTED)

@@ -13,8 +13,13 @@ class UserError(Exception):
         self.rank = rank
 
 
-def run_cli(main, parser, argv=None):
+INTERRUPTED = ("stopped by Ctrl-C; completed checkpoints are kept (continue a training run with --resume auto); "
+               "an unfinished evaluation or test writes nothing.")
+
+
+def run_cli(main, parser, argv=None, interrupted=INTERRUPTED):
     """Parse argv and call main(args); turn UserError and Ctrl-C into a one-line message and an exit code.
+    `interrupted`: what a Ctrl-C leaves behind, in the words of the tool.
 
     Set CGNET_DEBUG=1 to get the full traceback instead.
     """
@@ -37,8 +42,7 @@ def run_cli(main, parser, argv=None):
         if debug:
             raise
         if os.environ.get("RANK", "0") == "0":  # every process of the run gets the Ctrl-C: say it once
-            print("interrupted: stopped by Ctrl-C; completed checkpoints are kept (continue a training run with "
-                  "--resume auto); an unfinished evaluation or test writes nothing.", file=sys.stderr)
+            print(f"interrupted: {interrupted}", file=sys.stderr)
         sys.exit(130)
     except Exception:
         if not debug and int(os.environ.get("WORLD_SIZE", 1)) > 1:

@@ -1,30 +1,44 @@
-"""A minimal progress line: redrawn in place on a terminal, a few plain lines otherwise."""
+"""Progress bars: tqdm's (ETA, unknown totals, the terminal's width), with one rule for logs."""
 import sys
-import time
+
+from tqdm import tqdm
 
 
-class Progress:
-    def __init__(self, total, desc, stream=sys.stderr):
-        self.total, self.desc, self.stream = total, desc, stream
-        self.start = time.perf_counter()
-        self.tty = stream.isatty()
-        self.last = -1
+class _Lines:
+    """Off a terminal (a log file, a pipe), each of tqdm's redraws ('\\r' + line) becomes a line of its own."""
 
-    def update(self, done, extra=""):
-        # Off a terminal, print about ten lines per loop, not one per step.
-        step = max(1, self.total // 10)
-        if not self.tty and done != self.total and done // step == self.last:
-            return
-        self.last = done // step
-        elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        width = 24
-        bar = "#" * (width * done // max(self.total, 1))
-        line = f"{self.desc} [{bar:<{width}}] {done}/{self.total} {rate:.2f} it/s {extra}"
-        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
-        if self.tty and done == self.total:
-            self.stream.write("\n")
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
+
+    def write(self, text):
+        text = text.replace("\r", "").strip("\n")
+        state = text.split("[")[0]  # the description, percentage, bar and count, without timings
+        if text.strip() and state != self.last:  # closing redraws the last state: once is enough
+            self.stream.write(text + "\n")
+            self.last = state
+
+    def flush(self):
         self.stream.flush()
+
+
+def bar(total, desc, unit="it", stream=None):
+    """A tqdm bar on stderr: redrawn in place on a terminal; elsewhere about ten lines per loop (every tenth
+    of a known total, every 30 s without one), not one per step."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True)
+    every = max(1, total // 10) if total else 1
+    return tqdm(total=total, desc=desc, unit=unit, file=_Lines(stream), ncols=100, ascii=True,
+                mininterval=0 if total else 30, miniters=every, maxinterval=float("inf"))
+
+
+def iterate(items, desc, unit="it"):
+    """Yield items while a bar counts them."""
+    items = list(items)
+    with bar(len(items), desc, unit) as progress:
+        for item in items:
+            yield item
+            progress.update()
 
 
 def plural(count, noun):

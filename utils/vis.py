@@ -29,11 +29,15 @@ def _known(label, palette):
 def overlay(image_rgb, label, palette, alpha=0.5):
     """(H, W, 3) uint8 image with the class colours blended in; pixels of no class (ignore) keep the image."""
     _check(image_rgb, label)
-    known = _known(label, palette)
-    colours = colorize(np.where(known, label, 0), palette).astype(np.float32)
-    blended = (1 - alpha) * image_rgb.astype(np.float32) + alpha * colours
-    out = np.where(known[..., None], np.rint(blended), image_rgb)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    out = np.empty(image_rgb.shape, np.uint8)
+    rows = max(1, 2 ** 20 // max(1, label.shape[1]))  # a band of ~1 Mpixel at a time: float copies of a
+    for y in range(0, label.shape[0], rows):          # 48-megapixel photo would take gigabytes
+        image, band = image_rgb[y:y + rows], label[y:y + rows]
+        known = _known(band, palette)
+        colours = colorize(np.where(known, band, 0), palette).astype(np.float32)
+        blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
+        out[y:y + rows] = np.clip(np.where(known[..., None], np.rint(blended), image), 0, 255)
+    return out
 
 
 def _colour(label, palette):
