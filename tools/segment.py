@@ -87,7 +87,7 @@ def url_stem(url):
     return stem or (parsed.hostname or "stream").replace(".", "_")
 
 
-def expand(inputs, camera=None):
+def expand(inputs, camera=None, timeout=10.0):
     """(items, skipped paths); items in the order given, folders recursively and sorted, globs sorted, a camera
     last."""
     items = []
@@ -113,7 +113,7 @@ def expand(inputs, camera=None):
             raise UserError(f"input {text} does not exist; give image files, folders, globs, videos or a stream URL.")
     if camera is not None:
         items.append(Item(camera, f"camera{camera}", False))
-    return check_outputs(unique(items))
+    return check_outputs(unique(items), timeout)
 
 
 def unique(items):
@@ -127,13 +127,13 @@ def unique(items):
     return kept
 
 
-def check_outputs(items):
+def check_outputs(items, timeout):
     """Before any work: every input readable, no two writing one file. Returns (items, the paths of a folder's
     files skipped as neither readable images nor videos)."""
     kept, skipped, written = [], [], {}
     for item in items:
         if item.is_video:
-            if not readable_video(item):
+            if not readable_video(item, timeout):
                 skipped.append(item.path)
                 continue
         elif isinstance(image_header(item.path), str):
@@ -152,11 +152,11 @@ def check_outputs(items):
     return kept, skipped
 
 
-def readable_video(item):
+def readable_video(item, timeout):
     """Opened and released before any work, so that a bad camera, URL or file ends the run before it starts.
     A folder's unreadable video is skipped with a note; a named one is an error."""
     try:
-        open_capture(item.path).release()
+        open_capture(item.path, timeout).release()
         return True
     except UserError:
         if not item.from_folder:
@@ -204,7 +204,7 @@ def segment_images(out, items, seg):
 def main(args):
     if not args.inputs and args.camera is None:
         raise UserError("no input given; name images, folders, globs, videos or stream URLs, or a --camera.")
-    items, skipped = expand(args.inputs, args.camera)
+    items, skipped = expand(args.inputs, args.camera, args.timeout)
     if not items:
         raise UserError(f"no readable image or video in {' '.join(args.inputs)}; give images, videos or a stream.")
     check_writable_dir(args.out, "--out")
