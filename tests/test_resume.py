@@ -139,7 +139,7 @@ def test_sigkill_while_writing_the_checkpoint_keeps_the_last_complete_one(cs, wr
     out = str(tmp_path)
     proc = start(wrapper, cs, out, hook="save:2")
     kill_when_stopped(proc, out)
-    [partial] = glob.glob(os.path.join(run_dir(out), ".tmp-*"))  # half a file, never under the real name
+    [partial] = glob.glob(os.path.join(run_dir(out), ".cgnet-tmp-*"))  # half a file, never under the real name
     assert partial.endswith("checkpoint.pth")
     assert torch.load(os.path.join(run_dir(out), "checkpoint.pth"), weights_only=True)["epoch"] == 1
     log = finish(start(wrapper, cs, out))
