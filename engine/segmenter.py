@@ -374,10 +374,12 @@ def segment_live(seg, capture, video, window, total, max_frames, source):
             if frame is None:
                 break
             pred = seg(frame)
-            for _ in range(index - last - 1):  # frames dropped while the network was busy: keep the timing
-                video.write(image if image is not None else frame)
+            if image is not None:  # frames dropped while the network was busy: the last overlay keeps the timing
+                for _ in range(index - last - 1):
+                    video.write(image)
+                written += index - last - 1
             image = write_overlay(video, seg, frame, pred)
-            written += index - last
+            written += 1
             last, frames = index, frames + 1
             progress.update()
             if window is not None and not window.show(image, frames / (time.perf_counter() - start)):
