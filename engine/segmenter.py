@@ -291,7 +291,8 @@ class Window:
             cv2.destroyWindow(self.title)
 
 
-def segment_video(seg, source, path, label=None, max_frames=None, show=False, timeout=10.0, live=None):
+def segment_video(seg, source, path, label=None, max_frames=None, show=False, timeout=10.0, live=None,
+                  stop=None, on_frame=None):
     """The overlay video of `source` (a video file, a camera index or a stream URL) written to `path` (mp4):
     the same frames, size and frame rate. Returns {"path", "frames", "seconds", "fps", "live", "stopped"};
     `label` names the output in the summary line.
@@ -300,7 +301,9 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
     keeps only its newest frame, and ends with the stream, after `max_frames`, when the --show window is
     closed, or on Ctrl-C: the video written so far is finished and kept (stopped: "Ctrl-C"). Frames dropped
     while the network was busy are filled with the last overlay, so the video keeps the source's timing.
-    A file or a finite stream is segmented frame by frame, whole (or its first `max_frames`)."""
+    A file or a finite stream is segmented frame by frame, whole (or its first `max_frames`).
+    For a caller such as a web page: `stop` (a threading.Event) ends the video early, keeping what was written
+    (stopped: "stop"), and on_frame(frames, total or None) is called after each segmented frame."""
     capture = open_capture(source, timeout)
     name = label or os.path.basename(path)
     window = video = None
@@ -315,7 +318,8 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
         window = Window(name) if show else None
         if max_frames:
             total = min(total, max_frames) if total else max_frames
-        run = (segment_live if live else segment_frames)(seg, capture, video, window, total, max_frames, source)
+        ends = Ends(max_frames, window, stop, on_frame, total)
+        run = (segment_live if live else segment_frames)(seg, capture, video, ends, source)
     finally:
         if window is not None:
             window.close()
@@ -327,9 +331,30 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
                         + ("." if live else "; convert it to mp4."))
     result = dict(run, path=path, live=live, fps=run["frames"] / run["seconds"])
     stopped = {"Ctrl-C": " (stopped by Ctrl-C; the video so far is kept)",
-               "window": " (stopped: window closed)"}.get(run["stopped"], "")
+               "window": " (stopped: window closed)", "stop": " (stopped early)"}.get(run["stopped"], "")
     log(f"{name}: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s{stopped}")
     return result
+
+
+class Ends:
+    """What ends a video before its last frame, checked after each one: --max_frames, the --show window
+    closed, the caller's stop event. Also reports each frame to the caller's on_frame."""
+
+    def __init__(self, max_frames, window, stop, on_frame, total):
+        self.max_frames, self.window, self.stop, self.on_frame, self.total = max_frames, window, stop, on_frame, total
+        self.start = time.perf_counter()
+
+    def after(self, frames, image_bgr):
+        """None to go on, else why the video ends here; image_bgr: the overlay (computed only for a window)."""
+        if self.on_frame is not None:
+            self.on_frame(frames, self.total)
+        if self.window is not None and not self.window.show(image_bgr(), frames / (time.perf_counter() - self.start)):
+            return "window"
+        if self.stop is not None and self.stop.is_set():
+            return "stop"
+        if self.max_frames and frames >= self.max_frames:
+            return "max_frames"
+        return None
 
 
 def write_overlay(video, seg, frame, pred):
@@ -338,10 +363,10 @@ def write_overlay(video, seg, frame, pred):
     return image
 
 
-def segment_frames(seg, capture, video, window, total, max_frames, source):
+def segment_frames(seg, capture, video, ends, source):
     """Every frame of a file, in order; decoding runs ahead in a thread, writing in another."""
     writer = BackgroundWriter(1)  # one thread: frames stay in order
-    progress = bar(total, os.path.basename(str(source)), "frames")
+    progress = bar(ends.total, os.path.basename(str(source)), "frames")
     start, frames, stopped = time.perf_counter(), 0, None
     try:
         with ahead(decode_video(capture, seg)) as decoded:
@@ -350,11 +375,8 @@ def segment_frames(seg, capture, video, window, total, max_frames, source):
                 writer.submit(write_overlay, video, seg, frame, pred)
                 frames += 1
                 progress.update()
-                if window is not None and not window.show(overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1],
-                                                          frames / (time.perf_counter() - start)):
-                    stopped = "window"
-                    break
-                if max_frames and frames >= max_frames:
+                stopped = ends.after(frames, lambda: overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1])
+                if stopped:
                     break
     finally:
         writer.close()
@@ -362,14 +384,14 @@ def segment_frames(seg, capture, video, window, total, max_frames, source):
     return {"frames": frames, "seconds": time.perf_counter() - start, "stopped": stopped}
 
 
-def segment_live(seg, capture, video, window, total, max_frames, source):
+def segment_live(seg, capture, video, ends, source):
     """The newest frame each time the network is free; Ctrl-C ends the stream like its end."""
-    progress = bar(total, str(source), "frames")
+    progress = bar(ends.total, str(source), "frames")
     start, frames, written, last, stopped = time.perf_counter(), 0, 0, 0, None
     grabber = Latest(capture)
     image = None
     try:
-        while not (max_frames and frames >= max_frames):
+        while not stopped:
             frame, index = grabber.next(last)
             if frame is None:
                 break
@@ -382,9 +404,7 @@ def segment_live(seg, capture, video, window, total, max_frames, source):
             written += 1
             last, frames = index, frames + 1
             progress.update()
-            if window is not None and not window.show(image, frames / (time.perf_counter() - start)):
-                stopped = "window"
-                break
+            stopped = ends.after(frames, lambda: image)
     except KeyboardInterrupt:  # the way to end a camera: what was written so far is kept
         stopped = "Ctrl-C"
     finally:

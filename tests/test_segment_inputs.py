@@ -316,3 +316,19 @@ def test_show_without_a_display_is_skipped_with_a_notice(data, tmp_path, capsys,
     video = write_video(tmp_path / "clip.mp4", frames=3)
     summary = run(data, str(video), "--show", "--out", str(tmp_path / "out"))
     assert summary["videos"][0]["frames"] == 3 and "--show skipped: there is no display" in capsys.readouterr().out
+
+
+def test_a_caller_s_stop_event_ends_a_video_keeping_what_was_written(data, tmp_path):
+    """What tools/webui.py needs: per-frame progress and a way to stop."""
+    seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
+        ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
+    stop, seen = threading.Event(), []
+
+    def on_frame(frames, total):
+        seen.append((frames, total))
+        if frames == 2:
+            stop.set()
+    path = tmp_path / "clip_overlay.mp4"
+    result = segmenter.segment_video(seg, str(write_video(tmp_path / "clip.mp4", frames=8)), str(path), stop=stop,
+                                     on_frame=on_frame)
+    assert result["stopped"] == "stop" and seen == [(1, 8), (2, 8)] and frame_count(path) == 2
