@@ -203,7 +203,8 @@ def test(args, spec, list_flag):
         raise UserError("--save_seg_dir and --submit_dir are both empty, so there is nothing to write; give a folder "
                         "to at least one of them ('' leaves out that set of PNGs).")
     if args.zip and not args.submit_dir:
-        raise UserError("--zip packs the PNGs of --submit_dir, which is empty; give --submit_dir a folder or drop --zip.")
+        raise UserError("--zip packs the PNGs of --submit_dir, which is empty; give --submit_dir a folder or drop "
+                        "--zip.")
     check_outputs(args, args.save_seg_dir)
     if args.submit_dir:
         check_writable_dir(args.submit_dir, "--submit_dir")

@@ -66,7 +66,8 @@ class Segmenter:
         h, w = image_bgr.shape[:2]
         if self.max_side and not self.tile and max(h, w) > self.max_side:
             f = self.max_side / max(h, w)
-            image_bgr = cv2.resize(image_bgr, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(w * f)), max(1, round(h * f)))
+            image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
         return to_tensor(normalize(image_bgr, self.mean))[None]
 
     def labels(self, x, size=None):

@@ -5,7 +5,6 @@ validate() (engine/evaluate.py) and save().
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
 import contextlib
-import glob
 import os
 import random
 import re

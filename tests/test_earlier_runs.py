@@ -2,6 +2,8 @@
 import hashlib
 import os
 
+import pytest
+
 import cityscapes_train
 from conftest import fails, train_argv
 from utils.errors import run_cli
@@ -11,6 +13,7 @@ def digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+@pytest.mark.slow  # trains twice
 def test_a_second_run_with_the_same_flags_is_refused_and_the_first_survives(cs, tmp_path, capsys):
     argv = train_argv(cs, tmp_path, "--max_epochs", "1", "--val_data_list", "")
     first = run_cli(cityscapes_train.main, cityscapes_train.get_args_parser(), argv)
