@@ -328,8 +328,9 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
             video.release()
         capture.release()  # after the reading thread has stopped: segment_* join it before they return
     if run["frames"] == 0:
-        raise UserError(f"{'stream' if live else 'video'} {source} gave no frame OpenCV can decode"
-                        + ("." if live else "; convert it to mp4."))
+        kind = "camera" if isinstance(source, int) else "stream" if is_url(source) else "video"
+        raise UserError(f"{kind} {source} gave no frame OpenCV can decode"
+                        + ("; convert it to mp4." if kind == "video" else "."))
     result = dict(run, path=path, live=live, fps=run["frames"] / run["seconds"])
     stopped = {"Ctrl-C": " (stopped by Ctrl-C; the video so far is kept)",
                "window": " (stopped: window closed)", "stop": " (stopped early)"}.get(run["stopped"], "")
