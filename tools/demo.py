@@ -46,7 +46,8 @@ def main(a):
     run(["cityscapes_train.py", *common, "--train_type", "ontrain",
          "--train_data_list", f"{data}/cityscapes_train_list.txt", "--val_data_list", f"{data}/cityscapes_val_list.txt",
          "--input_size", "256,256", "--batch_size", "8", "--max_epochs", str(a.epochs),
-         "--val_interval", "10", "--savedir", os.path.join(out, "checkpoint") + "/", "--seed", str(a.seed)])
+         "--val_interval", "10", "--savedir", os.path.join(out, "checkpoint") + "/", "--seed", str(a.seed),
+         "--overwrite"])  # the demo's own run: running the demo again trains it again
     run_dir = os.path.join(out, "checkpoint", "cityscapes", "CGNet_M3N21bs8cpu_ontrain")
     ckpt = os.path.join(run_dir, f"model_{a.epochs}.pth")
     run(["tools/plot_log.py", os.path.join(run_dir, "log.txt")])
