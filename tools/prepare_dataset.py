@@ -271,8 +271,8 @@ def write_list(path, rows):
 def main(args):
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"DATA_DIR {data_dir} is not a folder; give the folder that holds your images and masks "
-                        f"({LAYOUTS}).")
+        raise UserError(f"DATA_DIR {data_dir} is not a folder; give your dataset's folder, which holds the images "
+                        f"and masks ({LAYOUTS}).")
     if args.classes and not os.path.isfile(args.classes):
         raise UserError(f"--classes {args.classes} does not exist; give a text file with one class per line.")
     classes_path = args.classes or next((str(data_dir / n) for n in custom.CLASSES_FILES if (data_dir / n).is_file()),
