@@ -79,9 +79,9 @@ def files_by_stem(folder, extensions, what):
     """{relative path without extension (posix): relative path} of the files under folder."""
     found = {}
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in extensions or not path.is_file():
-            continue
         rel = path.relative_to(folder).as_posix()
+        if path.suffix.lower() not in extensions or not path.is_file() or "/." in f"/{rel}":
+            continue  # hidden files and folders (.ipynb_checkpoints, ._x.png of macOS) are no samples
         stem = rel[:-len(path.suffix)]
         if stem in found:
             raise UserError(f"{folder / found[stem]} and {folder / rel} are two {what}s of the same name; keep one "
