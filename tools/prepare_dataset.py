@@ -111,8 +111,7 @@ def read_voc_sets(folder):
 
 def assign_splits(images, masks, voc_sets, val_fraction):
     """{split: [(image rel, mask rel or None)]} and the names of unpaired files. Without a given val split,
-    a deterministic share of the training pairs (ordered by a hash of their names, so adding images keeps the
-    earlier ones where they were) becomes val."""
+    about val_fraction of the training pairs, drawn by a hash of their names, become val."""
     subfolders = not voc_sets and any("/" in stem and stem.split("/", 1)[0] in SPLITS for stem in images)
     splits = {s: [] for s in SPLITS}
     unpaired = []
@@ -129,9 +128,11 @@ def assign_splits(images, masks, voc_sets, val_fraction):
             splits[split or "train"].append((image, mask))
     unpaired += [f"{mask} (no image)" for stem, mask in masks.items() if stem not in images]
     if not splits["val"] and val_fraction > 0 and len(splits["train"]) > 1:
-        rank = sorted(splits["train"], key=lambda pair: hashlib.sha256(pair[0].encode()).hexdigest())
-        n = min(len(rank) - 1, max(1, round(len(rank) * val_fraction)))
-        held = set(rank[:n])
+        # Each pair's place follows from its own name alone: adding images never moves the earlier ones.
+        draw = {pair: int(hashlib.sha256(pair[0].encode()).hexdigest()[:12], 16) / 16 ** 12 for pair in splits["train"]}
+        held = {pair for pair, u in draw.items() if u < val_fraction}
+        if not held or len(held) == len(draw):  # few pairs: still one for val and the rest for training
+            held = {min(draw, key=draw.get)}
         splits["val"] = [p for p in splits["train"] if p in held]
         splits["train"] = [p for p in splits["train"] if p not in held]
     return splits, unpaired
