@@ -319,3 +319,14 @@ def test_the_custom_scripts_say_how_to_prepare_a_folder(tmp_path, capsys):
                            f"tools/prepare_dataset.py {tmp_path / 'mine'} first (it checks the masks and writes "
                            f"the lists and that description).")
         assert os.listdir(tmp_path / "mine") == []
+
+
+@pytest.mark.slow
+def test_a_binary_0_255_dataset_learns_both_classes(tmp_path):
+    """Measured: background 0.69, foreground 0.54 IoU after these 10 epochs (seed 1, this CPU); an all-background
+    prediction would score 0 on the foreground."""
+    root = make_custom(str(tmp_path / "binary"), "binary", 20, 5, 0, size=(48, 64))
+    prepare(root)
+    train(root, tmp_path, "--max_epochs", "10", "--batch_size", "4", "--val_interval", "10")
+    result = evaluate(root, "--resume", f"{tmp_path}/ckpt/binary/", "--metrics", str(tmp_path / "m.json"))
+    assert result["IoU"]["background"] >= 0.4 and result["IoU"]["foreground"] >= 0.4, result["IoU"]
