@@ -2,7 +2,7 @@
 classes, lists, crop size and statistics read from DATA_DIR/cgnet_dataset.json.
 
     python tools/prepare_dataset.py ./data/mine
-    python custom_train.py --data_dir ./data/mine                  # run folder ./checkpoint/mine/CGNet_M3N21bs8..._ontrain/
+    python custom_train.py --data_dir ./data/mine       # into ./checkpoint/mine/CGNet_M3N21bs8..._ontrain/
     python custom_train.py --data_dir ./data/mine --weights model_cityscapes_train_on_trainset.pth   # transfer
 """
 import sys

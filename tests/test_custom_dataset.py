@@ -176,7 +176,8 @@ def test_a_colour_mask_saved_as_jpeg(tmp_path, capsys):
     root = tmp_path / "colour"
     made(tmp_path, "colour")
     mask = first_mask(root)
-    lossy = cv2.imdecode(cv2.imencode(".jpg", cv2.imread(str(mask)), [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+    jpeg = cv2.imencode(".jpg", cv2.imread(str(mask)), [cv2.IMWRITE_JPEG_QUALITY, 70])[1]
+    lossy = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
     cv2.imwrite(str(mask), lossy)
     message = refused(str(root), capsys)
     assert str(mask) in message and "saved as JPEG" in message and "lossless PNG" in message

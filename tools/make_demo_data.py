@@ -452,7 +452,8 @@ def make_custom(root, layout, n_train=24, n_val=6, n_test=0, size=(96, 128), see
                     mask = np.asarray(SHAPE_COLOURS, np.uint8)[label]
                     _save_png(os.path.join(root, "masks", split, f"{name}.png"), np.ascontiguousarray(mask[..., ::-1]))
     for split, names in sets.items():
-        _save(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), "".join(n + "\n" for n in names).encode())
+        text = "".join(n + "\n" for n in names)
+        _save(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), text.encode())
     if layout == "colour":  # CVAT's export format
         lines = ["# label:color_rgb:parts:actions"] + [f"{n}:{r},{g},{b}::" for n, (r, g, b) in
                                                        zip(SHAPE_CLASSES, SHAPE_COLOURS)]
@@ -464,8 +465,9 @@ def make_custom(root, layout, n_train=24, n_val=6, n_test=0, size=(96, 128), see
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="Make a small synthetic street dataset in the Cityscapes or CamVid layout, "
-                                            "or a dataset of shapes in a layout of your own data (voc, binary, colour).")
+    p = argparse.ArgumentParser(description="Make a small synthetic street dataset in the Cityscapes or CamVid "
+                                            "layout, or a dataset of shapes in a layout of your own data (voc, "
+                                            "binary, colour).")
     p.add_argument("--dataset", required=True, choices=("cityscapes", "camvid") + CUSTOM_LAYOUTS)
     p.add_argument("--out", required=True, help="folder to write (created if missing)")
     p.add_argument("--train", type=positive_int, default=24, help="number of train images")

@@ -105,7 +105,8 @@ def read_voc_sets(folder):
     for split in SPLITS:
         path = folder / f"{split}.txt" if folder else None
         if path and path.is_file():
-            sets[split] = {line.split()[0] for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()}
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            sets[split] = {line.split()[0] for line in lines if line.strip()}
     return sets
 
 
