@@ -441,7 +441,7 @@ def make_custom(root, layout, n_train=24, n_val=6, n_test=0, size=(96, 128), see
                 _save(os.path.join(root, "JPEGImages", f"{name}.jpg"), buf.tobytes())
                 if labelled:
                     _palette_png(os.path.join(root, "SegmentationClass", f"{name}.png"), label)
-                    sets.setdefault(split, []).append(name)
+                sets.setdefault(split, []).append(name)  # test.txt names images without masks, as VOC's
             elif layout == "binary":
                 _save_png(os.path.join(root, "images", f"{name}.png"), bgr)
                 if labelled:
