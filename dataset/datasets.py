@@ -80,7 +80,9 @@ def image_header(path):
         return "unreadable (no read permission)"
     try:
         with Image.open(path) as im:
-            return im.size + (im.mode,)
+            # cv2.imread (load_image) turns a photo by its EXIF orientation: compare the size the loader sees.
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            return (im.size[::-1] if turned else im.size) + (im.mode,)
     except Exception:  # PIL raises several types for files that are not images, all alike here
         return "not an image"
 

@@ -331,3 +331,48 @@ def test_a_binary_0_255_dataset_learns_both_classes(tmp_path):
     train(root, tmp_path, "--max_epochs", "10", "--batch_size", "4", "--val_interval", "10")
     result = evaluate(root, "--resume", f"{tmp_path}/ckpt/binary/", "--metrics", str(tmp_path / "m.json"))
     assert result["IoU"]["background"] >= 0.4 and result["IoU"]["foreground"] >= 0.4, result["IoU"]
+
+
+def test_custom_test_refusals_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = made(tmp_path, "colour")
+    prepare(root)
+    cli = lambda argv: SimpleNamespace(main=custom_test.main, get_args_parser=lambda: custom_test.get_args_parser(argv))  # noqa: E731
+    argv = ["--data_dir", root]
+    assert fails(cli(argv), argv, capsys) == (
+        "error: --resume ./checkpoint/colour/ does not exist: no run of this dataset was trained here yet; train first "
+        "(python custom_train.py --data_dir ...) or give the checkpoint to evaluate.")
+    (tmp_path / "model.pth").write_bytes(b"")  # refused before the checkpoint is read
+    test_list = os.path.join(root, custom.list_name("test"))
+    argv = ["--data_dir", root, "--resume", "model.pth", "--test_data_list", test_list, "--metrics", "m.json"]
+    assert f"--test_data_list {test_list} names images only" in fails(cli(argv), argv, capsys)
+    with open(os.path.join(root, custom.DESCRIPTION), "w") as f:
+        f.write('{"name": "colour"}')
+    argv = ["--data_dir", root]
+    assert f"{root}/{custom.DESCRIPTION} is damaged" in fails(cli(argv), argv, capsys)
+    assert sorted(os.listdir(tmp_path)) == ["colour", "model.pth"]
+
+
+def test_two_images_of_one_name(tmp_path, capsys):
+    root = tmp_path / "binary"
+    made(tmp_path, "binary")
+    shutil.copy(root / "images" / "train_0000.png", root / "images" / "train_0000.jpg")
+    assert "are two images of the same name; keep one" in refused(str(root), capsys)
+
+
+def test_exif_orientation_is_applied_as_the_loader_reads_the_image(tmp_path, capsys):
+    """A phone photo stored 48 wide and 32 high with 'rotate 90°' in its EXIF is 32x48 to the loader (cv2): a mask
+    drawn on what the user sees is accepted, a mask of the stored size refused."""
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    for i in range(2):
+        Image.fromarray(np.full((32, 48, 3), 60 * i, np.uint8)).save(root / "images" / f"{i}.jpg", exif=exif)
+        mask = np.zeros((48, 32), np.uint8)  # H x W as displayed
+        mask[:10] = 1
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    assert prepare(str(root))["training"]["input_size"] == "48,32"
+    Image.fromarray(np.zeros((32, 48), np.uint8)).save(root / "masks" / "0.png")
+    assert "is 48x32 but its image" in refused(str(root), capsys)
