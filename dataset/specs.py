@@ -1,7 +1,8 @@
-"""What differs between Cityscapes and CamVid, as data: the scripts share everything else."""
+"""What differs between Cityscapes, CamVid and your own datasets, as data: the scripts share everything else."""
+import os
 from dataclasses import dataclass
 
-from dataset import palettes
+from dataset import custom, palettes
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,16 @@ class DatasetSpec:
     # The original release's published inform mean (computed on BGR images, so subtracted in that order from the
     # RGB image: red minus the blue mean), for checkpoints of that release that come without their statistics.
     release_mean: tuple = ()
+    root: str = ""            # your own dataset: its folder, which also holds its statistics (default ./data/NAME)
 
     @property
     def data_dir(self):
-        return f"./data/{self.name}"
+        return self.root or f"./data/{self.name}"
 
     @property
     def inform_data_file(self):
+        if self.root:
+            return os.path.join(self.root, custom.INFORM)
         return f"./dataset/wtfile/{self.name}_inform.pkl"
 
 
@@ -58,6 +62,27 @@ CAMVID = DatasetSpec(
     dataset_list="camvid_trainval_list.txt",
     resume_eval="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth",
     resume_test="./checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth")
+
+# Training defaults of your own dataset when its description gives none: the CamVid recipe's batch, a crop no
+# larger than its images (prepare_dataset.py picks it), and fewer epochs than CamVid's 800 for a first run.
+CUSTOM_TRAINING = {"input_size": "360,360", "batch_size": 8, "max_epochs": 300}
+
+
+def spec_from_description(desc, data_dir):
+    """The DatasetSpec of a folder prepared by tools/prepare_dataset.py (its cgnet_dataset.json, read by
+    dataset.custom.read_description): lists and statistics inside data_dir, classes and colours as described."""
+    train = {**CUSTOM_TRAINING, **desc.get("training", {})}
+    lists = desc.get("lists", {})
+    path = lambda split: os.path.join(data_dir, lists[split]) if split in lists else ""  # noqa: E731
+    run = f"./checkpoint/{desc['name']}/"
+    return DatasetSpec(
+        name=desc["name"], classes=len(desc["class_names"]), ignore_label=desc["ignore_label"],
+        class_names=tuple(desc["class_names"]), palette=tuple(tuple(c) for c in desc["palette"]),
+        input_size=train["input_size"], batch_size=train["batch_size"], max_epochs=train["max_epochs"],
+        gpus="0", train_type="ontrain", train_list=path("train"), val_list=path("val"),
+        test_list=path("val") or path("test"), dataset_list=lists.get("train", custom.list_name("train")),
+        resume_eval=run, resume_test=run, root=data_dir)
+
 
 DATASETS = {"cityscapes": CITYSCAPES, "camvid": CAMVID}
 

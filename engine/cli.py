@@ -2,6 +2,8 @@
 import argparse
 import os
 
+from dataset.custom import read_description
+from dataset.specs import DatasetSpec, spec_from_description
 from model import MODELS
 from utils.args import positive_float, positive_int, non_negative_int, scale_list, seed_int, size_pair, str2bool
 
@@ -103,3 +105,27 @@ def eval_parser(spec, list_flag, list_default, save_default, description, labell
                    help="the plain loop of the original (eager fp32, argmax on the host, synchronous PNG "
                         "writes, no loader workers), to measure what the fast path gains")
     return p
+
+
+def custom_spec(data_dir):
+    """The DatasetSpec of a folder prepared by tools/prepare_dataset.py; a UserError says how to prepare it."""
+    return spec_from_description(read_description(data_dir), data_dir)
+
+
+# For --help and the error of a missing or unprepared --data_dir: main() then says what to do.
+UNPREPARED = DatasetSpec(name="custom", classes=2, ignore_label=255, class_names=("class_0", "class_1"),
+                         palette=((0, 0, 0), (128, 0, 0)), input_size="360,360", batch_size=8, max_epochs=300,
+                         gpus="0", train_type="ontrain", train_list="", val_list="", test_list="",
+                         dataset_list="", resume_eval="", resume_test="")
+
+
+def spec_of_argv(argv):
+    """The spec whose defaults the custom scripts' parser shows: --data_dir is read first (parse_known_args),
+    its description gives the classes, lists and training defaults; UNPREPARED when it has none."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--data_dir", default=None)
+    data_dir = pre.parse_known_args(argv)[0].data_dir
+    try:
+        return custom_spec(data_dir) if data_dir else UNPREPARED
+    except Exception:  # reported by main() with the parsed flags, after argparse had its say
+        return UNPREPARED

@@ -1,4 +1,4 @@
-"""Evaluation and testing, shared by cityscapes_eval.py, camvid_test.py and cityscapes_test.py."""
+"""Evaluation and testing, shared by cityscapes_eval.py, camvid_test.py, cityscapes_test.py and custom_test.py."""
 import contextlib
 import math
 import os
@@ -19,7 +19,7 @@ from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, che
                          staged_folder)
 from utils.metric import ConfusionMatrix
 from utils.progress import bar
-from utils.vis import overlay, panel
+from utils.vis import confusion_image, overlay, panel
 
 
 @torch.inference_mode()
@@ -66,14 +66,22 @@ def staged(folder):
     return staged_folder(folder, log) if folder else contextlib.nullcontext(None)
 
 
-def save_pictures(args, spec, folder, sample, pred, gt):
+def save_pictures(args, palette, folder, sample, pred, gt):
     """{name}_overlay.png / {name}_panel.png beside the predictions (runs in a writer thread)."""
     rgb = cv2.imread(sample.image, cv2.IMREAD_COLOR)[:, :, ::-1]
     if args.overlay:
-        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, spec.palette))
+        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, palette))
     if args.panel:
         save_png(os.path.join(folder, f"{sample.name}_panel.png"),
-                 panel(rgb, pred, spec.palette, gt, args.ignore_label))
+                 panel(rgb, pred, palette, gt, args.ignore_label))
+
+
+def eval_classes(weights, spec):
+    """(class names, palette) of the outputs: the checkpoint's when it records them (a dataset of your own,
+    fine-tuned classes), else the dataset's."""
+    names = weights.class_names or list(spec.class_names)
+    palette = weights.palette or [list(c) for c in spec.palette]
+    return names, palette
 
 
 def eval_mean(args, weights):
@@ -113,14 +121,15 @@ def predictor(args, model, device):
 
 
 def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
-    """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None) queues its
-    PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
-    check_outputs. Returns (samples, confusion matrix or None)."""
+    """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None, palette) queues
+    its PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
+    check_outputs. Returns (samples, confusion matrix or None, class names)."""
     device, _ = select_device(args)
     use_device(device)
     model, weights = build_for_inference(args.resume, fallback=network_of(args), model_name=args.model,
                                          classes=args.classes)
     model = model.to(device)
+    names, palette = eval_classes(weights, spec)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
     mean = eval_mean(args, weights)
     if args.batch_size > 1:  # images are stacked into one tensor: they must share a size
@@ -154,19 +163,20 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
                 preds = pred.to(torch.uint8).cpu().numpy()
             gts = label.to(torch.uint8).numpy() if with_label else [None] * len(preds)
             for p, gt, i in zip(preds, gts, indices.tolist()):
-                write(writer, samples[i], p, gt)
+                write(writer, samples[i], p, gt, palette)
                 if args.overlay or args.panel:
-                    writer.submit(save_pictures, args, spec, picture_dir, samples[i], p, gt)
+                    writer.submit(save_pictures, args, palette, picture_dir, samples[i], p, gt)
             progress.update(len(preds))
     finally:
         writer.close()
         progress.close()
-    return samples, conf
+    return samples, conf, names
 
 
 def evaluate(args, spec, list_flag):
-    """Per-class IoU, mean IoU and pixel accuracy over a labelled list; with --save_seg_dir also
-    `{name}.png` (class ids), `{name}_color.png` and metrics.json; with --metrics FILE that JSON alone.
+    """Per-class IoU, mean IoU, pixel accuracy and the confusion matrix over a labelled list; with
+    --save_seg_dir also `{name}.png` (class ids), `{name}_color.png`, metrics.json and confusion.png; with
+    --metrics FILE that JSON alone.
 
     The PNGs are staged and appear only when every image has been predicted: a bad label found at the
     end of the list leaves no half set of predictions beside no metrics.json."""
@@ -175,20 +185,24 @@ def evaluate(args, spec, list_flag):
     if args.metrics:
         check_writable_file(args.metrics, "--metrics")
     with staged(seg_dir) as stage:
-        def write(writer, sample, pred, gt):
+        def write(writer, sample, pred, gt, palette):
             if stage:
                 writer.submit(save_png, os.path.join(stage, f"{sample.name}.png"), pred)
-                writer.submit(save_png, os.path.join(stage, f"{sample.name}_color.png"), pred, spec.palette)
-        samples, conf = run_inference(args, spec, list_flag, True, write, stage)
+                writer.submit(save_png, os.path.join(stage, f"{sample.name}_color.png"), pred, palette)
+        samples, conf, names = run_inference(args, spec, list_flag, True, write, stage)
         metrics = conf.compute()
-        print_table(metrics, spec.class_names)
+        print_table(metrics, names)
+        matrix = conf.mat.cpu().tolist()
         result = {"checkpoint": args.resume, "list": getattr(args, list_flag.lstrip("-")), "images": len(samples),
                   "mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"],
-                  "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(spec.class_names, metrics["IoU"])}}
+                  "IoU": {n: (None if math.isnan(v) else v) for n, v in zip(names, metrics["IoU"])},
+                  "confusion": {"classes": names, "rows": "ground truth", "columns": "prediction",
+                                "pixels": matrix}}
         if stage:
             save_json(os.path.join(stage, "metrics.json"), result)
+            save_png(os.path.join(stage, "confusion.png"), confusion_image(matrix, names))
     if seg_dir:
-        log(f"predictions and metrics.json written to {seg_dir}")
+        log(f"predictions, metrics.json and confusion.png written to {seg_dir}")
     if args.metrics:
         save_json(args.metrics, result)
         log(f"metrics written to {args.metrics}")
@@ -212,12 +226,12 @@ def test(args, spec, list_flag):
         check_writable_file(args.zip, "--zip")
     to_label_id = np.asarray(spec.label_ids, np.uint8)
     with staged(args.save_seg_dir) as seg, staged(args.submit_dir) as submit:
-        def write(writer, sample, pred, gt):  # '' for either folder leaves its PNGs out
+        def write(writer, sample, pred, gt, palette):  # '' for either folder leaves its PNGs out
             if seg:
-                writer.submit(save_png, os.path.join(seg, f"{sample.name}_color.png"), pred, spec.palette)
+                writer.submit(save_png, os.path.join(seg, f"{sample.name}_color.png"), pred, palette)
             if submit:
                 writer.submit(save_png, os.path.join(submit, f"{sample.name}.png"), to_label_id[pred])
-        samples, _ = run_inference(args, spec, list_flag, False, write, seg)
+        samples, _, _ = run_inference(args, spec, list_flag, False, write, seg)
     log("; ".join(([f"colour predictions in {args.save_seg_dir}"] if args.save_seg_dir else [])
                   + ([f"submission PNGs (labelIds) in {args.submit_dir}"] if args.submit_dir else [])))
     result = {"images": len(samples), "save_seg_dir": args.save_seg_dir, "submit_dir": args.submit_dir}
@@ -225,6 +239,20 @@ def test(args, spec, list_flag):
         result["zip"] = make_zip(args.submit_dir, [f"{s.name}.png" for s in samples], args.zip)
         log(f"submission archive {result['zip']}")
     return result
+
+
+def predict(args, spec, list_flag):
+    """Predict an unlabelled list of a dataset of your own: `{name}.png` (class ids) and `{name}_color.png` in
+    the dataset's colours to --save_seg_dir, appearing only once every image has been predicted."""
+    check_outputs(args, args.save_seg_dir)
+    with staged(args.save_seg_dir) as stage:
+        def write(writer, sample, pred, gt, palette):
+            writer.submit(save_png, os.path.join(stage, f"{sample.name}.png"), pred)
+            writer.submit(save_png, os.path.join(stage, f"{sample.name}_color.png"), pred, palette)
+        samples, _, _ = run_inference(args, spec, list_flag, False, write, stage)
+    log(f"class-id and colour predictions of {len(samples)} images in {args.save_seg_dir} (the list has no masks, "
+        f"so nothing is scored)")
+    return {"images": len(samples), "save_seg_dir": args.save_seg_dir}
 
 
 def print_table(metrics, class_names):

@@ -39,7 +39,9 @@ def test_cityscapes_eval_metrics_alone_equal_metrics_json(data, tmp_path, monkey
                                                                                                str(metrics)))
     written = json.loads(metrics.read_text())
     assert written == json.loads(json.dumps(result))
-    assert set(written) == {"checkpoint", "list", "images", "mIoU", "pixel_accuracy", "IoU"}
+    assert set(written) == {"checkpoint", "list", "images", "mIoU", "pixel_accuracy", "IoU", "confusion"}
+    matrix = written["confusion"]["pixels"]  # the matrix goes into the JSON with --metrics too
+    assert len(matrix) == 19 and all(len(row) == 19 for row in matrix) and sum(map(sum, matrix)) > 0
     assert written["checkpoint"] == data["cs_ckpt"] and written["images"] == 2
     assert len(written["IoU"]) == 19 and 0 <= written["mIoU"] <= 1
     assert not pngs(tmp_path) and not (tmp_path / "result").exists()
@@ -48,6 +50,7 @@ def test_cityscapes_eval_metrics_alone_equal_metrics_json(data, tmp_path, monkey
     seg = tmp_path / "seg"
     run_cli(cityscapes_eval.main, cityscapes_eval.get_args_parser(), cityscapes_args(data, "--save_seg_dir", str(seg)))
     assert json.loads((seg / "metrics.json").read_text()) == written
+    assert (seg / "confusion.png").is_file()
 
 
 @pytest.mark.slow

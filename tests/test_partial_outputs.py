@@ -76,7 +76,7 @@ def test_a_complete_run_moves_every_output_into_place(data, tmp_path, capsys):
     run_cli(cityscapes_eval.main, cityscapes_eval.get_args_parser(),
             ["--val_data_list", f"{data['cs']}/cityscapes_val_list.txt", "--save_seg_dir", f"{out}/val",
              *common(data)])
-    assert "metrics.json" in files_under(out / "val") and len(files_under(out / "val")) == 2 * 3 + 1
+    assert "metrics.json" in files_under(out / "val") and len(files_under(out / "val")) == 2 * 3 + 2
 
 
 def test_a_run_killed_before_the_move_is_cleaned_up_by_the_next(data, tmp_path, capsys):

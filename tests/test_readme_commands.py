@@ -12,7 +12,8 @@ from conftest import ROOT, readme_commands
 
 README = open(os.path.join(ROOT, "README.md")).read()
 RUNNABLE = ("cityscapes_train.py", "cityscapes_eval.py", "cityscapes_test.py", "camvid_train.py", "camvid_test.py",
-            "tools/prepare_cityscapes.py", "tools/prepare_camvid.py")
+            "tools/prepare_cityscapes.py", "tools/prepare_camvid.py", "custom_train.py", "custom_test.py",
+            "tools/prepare_dataset.py")
 
 
 def test_the_readme_says_to_activate_right_after_the_two_commands():

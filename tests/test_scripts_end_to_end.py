@@ -80,9 +80,13 @@ def test_eval_writes_pngs_and_metrics(cs, trained, tmp_path):
     result = cityscapes_eval.main(args)
     names = [os.path.basename(p)[:-4] for p in sorted(glob.glob(f"{cs}/leftImg8bit/val/*/*.png"))]
     files = sorted(os.listdir(tmp_path / "val"))
-    assert files == sorted([f"{n}.png" for n in names] + [f"{n}_color.png" for n in names] + ["metrics.json"])
+    assert files == sorted([f"{n}.png" for n in names] + [f"{n}_color.png" for n in names]
+                           + ["metrics.json", "confusion.png"])
     metrics = json.load(open(tmp_path / "val" / "metrics.json"))
     assert metrics["mIoU"] == pytest.approx(result["mIoU"]) and len(metrics["IoU"]) == 19
+    matrix = np.array(metrics["confusion"]["pixels"])  # rows: ground truth, columns: prediction
+    assert matrix.shape == (19, 19) and metrics["confusion"]["classes"][0] == "road"
+    assert matrix.sum() * metrics["pixel_accuracy"] == pytest.approx(np.trace(matrix))
     pred = np.array(Image.open(tmp_path / "val" / f"{names[0]}.png"))
     assert pred.shape == (48, 96) and pred.max() < 19
     assert Image.open(tmp_path / "val" / f"{names[0]}_color.png").mode == "P"

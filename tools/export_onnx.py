@@ -3,12 +3,14 @@
     python tools/export_onnx.py --resume model_350.pth --out cgnet.onnx [--image street.png]
 
 The graph takes `image`: uint8 (N, H, W, 3), BGR as cv2.imread returns it, N, H and W dynamic; it
-returns `labels` (N, H, W) int64 class ids and `logits` (N, C, H, W) float32. After writing, the graph
+returns `labels` (N, H, W) int64 class ids and `logits` (N, C, H, W) float32; the class names and colours
+travel in its metadata (`class_names`, `palette`: JSON, as the checkpoint records them). After writing, the graph
 is run with ONNX Runtime on an image (--image, or a synthetic street scene) and compared with the
 PyTorch model; below 99.9 % argmax agreement the file is not kept and the exit status is 2.
 Needs `onnx` and `onnxruntime` (requirements-dev.txt); inference with the file needs only onnxruntime.
 """
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -22,7 +24,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from dataset.datasets import normalize, to_tensor  # noqa: E402
-from engine.checkpoint import build_for_inference, checkpoint_mean  # noqa: E402
+from engine.checkpoint import build_for_inference, checkpoint_mean, class_table  # noqa: E402
 from model.inference import fold_bn  # noqa: E402
 from tools.make_demo_data import _street  # noqa: E402
 from utils.dist import log  # noqa: E402
@@ -61,6 +63,16 @@ def export(model, mean, path, opset=17):
                           opset_version=opset, dynamo=False)
 
 
+def add_classes(path, names, palette):
+    """The class names and colours as metadata of the graph, so that the file alone names its outputs."""
+    import onnx
+    graph = onnx.load(path)
+    for key, value in (("class_names", names), ("palette", palette)):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(graph, path)
+
+
 def onnxruntime_session(path):
     try:
         import onnxruntime
@@ -92,6 +104,7 @@ def main(args):
 
     def write(tmp):  # exported and checked under a temporary name: a refused graph never appears at --out
         export(model, mean, tmp, args.opset)
+        add_classes(tmp, *class_table(weights))
         diff, agreement = compare(tmp, model, mean, image)
         result.update(max_logit_diff=diff, agreement=agreement)
         log(f"ONNX Runtime vs PyTorch on a {image.shape[1]}x{image.shape[0]} image: largest logit difference "

@@ -1,4 +1,7 @@
-"""Make small synthetic street scenes in the exact on-disk layouts of Cityscapes and CamVid.
+"""Make small synthetic street scenes in the exact on-disk layouts of Cityscapes and CamVid, and small
+datasets of shapes in the layouts of your own data (tools/prepare_dataset.py): voc (JPEGImages/ + palettized
+SegmentationClass/ PNGs + ImageSets), binary (images/ + masks/ of 0/255), colour (images/{train,val,test}/ +
+RGB masks/ + CVAT's labelmap.txt).
 
 The demo and the end-to-end tests train, evaluate and test on these, so that the project runs
 without the real datasets. Every image comes from a random generator seeded by
@@ -6,6 +9,7 @@ without the real datasets. Every image comes from a random generator seeded by
 
     python tools/make_demo_data.py --dataset cityscapes --out demo/cityscapes
     python tools/make_demo_data.py --dataset camvid --out demo/camvid --train 8 --size 90,120
+    python tools/make_demo_data.py --dataset voc --out demo/shapes_voc
 
 A folder that already holds a complete set made with the same arguments (demo_data.json says
 which) is left as it is.
@@ -22,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.files import atomic_write  # noqa: E402
 from utils.args import non_negative_int, positive_int, size_pair  # noqa: E402
-from dataset.palettes import CITYSCAPES_LABEL_IDS  # noqa: E402
+from dataset.palettes import CITYSCAPES_LABEL_IDS, default_palette  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the scenes change, so that old folders are regenerated
@@ -380,19 +384,105 @@ def make_camvid(root, n_train=24, n_val=6, n_test=6, size=(180, 240), seed=0, ve
     return _build(root, params, samples, lists, verbose)
 
 
+SHAPE_CLASSES = ("background", "disc", "box", "triangle", "bar")
+SHAPE_LOOKS = ((200, 60, 50), (60, 170, 70), (60, 90, 200), (220, 200, 60))  # RGB of classes 1..4, jittered
+SHAPE_COLOURS = ((0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0))  # colour masks' classes
+CUSTOM_LAYOUTS = ("voc", "binary", "colour")
+
+
+def shapes(rng, h, w, outline=False):
+    """A textured background with 2-6 discs, boxes, triangles and bars: (RGB uint8 (H, W, 3), classes uint8
+    (H, W), 0..4). With outline, each shape's border is 255 (void), as in Pascal VOC's masks."""
+    c = _Canvas(rng, h, w)
+    c.rect(0, 0, w, h, 0, c.look(rng.uniform(70, 180, 3), 20, fine=12, blotch=(25, 25, 25)))
+    for _ in range(rng.integers(2, 7)):
+        cls = int(rng.integers(1, 5))
+        look = c.look(SHAPE_LOOKS[cls - 1], 18, fine=8)
+        x, y, r = w * rng.uniform(0.1, 0.9), h * rng.uniform(0.1, 0.9), min(h, w) * rng.uniform(0.1, 0.22)
+        if cls == 1:
+            c.ellipse(x, y, r, r, cls, look)
+        elif cls == 2:
+            c.rect(x - r, y - r * 0.8, x + r, y + r * 0.8, cls, look)
+        elif cls == 3:
+            c.poly([(x - r, y + r), (x + r, y + r), (x, y - r)], cls, look)
+        else:
+            c.line((x - 1.5 * r, y - r), (x + 1.5 * r, y + r), max(2.0, r * 0.35), cls, look)
+    rgb, label = c.render()
+    if outline:
+        edge = cv2.morphologyEx(label, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        label = np.where(edge, 255, label).astype(np.uint8)
+    return rgb, label
+
+
+def _palette_png(path, label):
+    from PIL import Image  # PIL writes palettized PNGs; cv2 cannot
+    image = Image.fromarray(label, mode="L")
+    image.putpalette([v for colour in default_palette(256) for v in colour])
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def make_custom(root, layout, n_train=24, n_val=6, n_test=0, size=(96, 128), seed=0, verbose=False):
+    """Shapes in a layout of your own data: 'voc' (5 classes, VOC palette PNGs read by index, 255 outlines),
+    'binary' (0/255 masks: shape or not), 'colour' (RGB masks and labelmap.txt; test images without masks)."""
+    params = _params(layout, n_train, n_val, n_test, size, seed)
+    root = str(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UserError(f"{root} is a file; give --out a folder (it is created if missing).")
+    h, w = params["size"]
+    kind = CUSTOM_LAYOUTS.index(layout)
+    sets = {}
+    for k, split in enumerate(SPLITS):
+        for i in range(params["n_" + split]):
+            rgb, label = shapes(np.random.default_rng([params["seed"], 10 + kind, k, i]), h, w, outline=layout == "voc")
+            bgr, name = np.ascontiguousarray(rgb[..., ::-1]), f"{split}_{i:04d}"
+            labelled = split != "test"
+            if layout == "voc":
+                ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                _save(os.path.join(root, "JPEGImages", f"{name}.jpg"), buf.tobytes())
+                if labelled:
+                    _palette_png(os.path.join(root, "SegmentationClass", f"{name}.png"), label)
+                sets.setdefault(split, []).append(name)  # test.txt names images without masks, as VOC's
+            elif layout == "binary":
+                _save_png(os.path.join(root, "images", f"{name}.png"), bgr)
+                if labelled:
+                    _save_png(os.path.join(root, "masks", f"{name}.png"), np.where(label > 0, 255, 0).astype(np.uint8))
+            else:
+                _save_png(os.path.join(root, "images", split, f"{name}.png"), bgr)
+                if labelled:
+                    mask = np.asarray(SHAPE_COLOURS, np.uint8)[label]
+                    _save_png(os.path.join(root, "masks", split, f"{name}.png"), np.ascontiguousarray(mask[..., ::-1]))
+    for split, names in sets.items():
+        text = "".join(n + "\n" for n in names)
+        _save(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), text.encode())
+    if layout == "colour":  # CVAT's export format
+        lines = ["# label:color_rgb:parts:actions"] + [f"{n}:{r},{g},{b}::" for n, (r, g, b) in
+                                                       zip(SHAPE_CLASSES, SHAPE_COLOURS)]
+        _save(os.path.join(root, "labelmap.txt"), "".join(line + "\n" for line in lines).encode())
+    if verbose:
+        print(f"wrote {layout} shapes dataset to {root}: " + ", ".join(f"{params['n_' + s]} {s}" for s in SPLITS)
+              + f" images of {h}x{w}; next: python tools/prepare_dataset.py {root}")
+    return root
+
+
 def get_args_parser():
-    p = argparse.ArgumentParser(description="Make a small synthetic street dataset in the Cityscapes or CamVid layout.")
-    p.add_argument("--dataset", required=True, choices=("cityscapes", "camvid"))
+    p = argparse.ArgumentParser(description="Make a small synthetic street dataset in the Cityscapes or CamVid "
+                                            "layout, or a dataset of shapes in a layout of your own data (voc, "
+                                            "binary, colour).")
+    p.add_argument("--dataset", required=True, choices=("cityscapes", "camvid") + CUSTOM_LAYOUTS)
     p.add_argument("--out", required=True, help="folder to write (created if missing)")
     p.add_argument("--train", type=positive_int, default=24, help="number of train images")
     p.add_argument("--val", type=positive_int, default=6, help="number of val images")
     p.add_argument("--test", type=positive_int, default=6, help="number of test images")
-    p.add_argument("--size", type=size_pair, default=None, help="H,W; default 256,512 (cityscapes), 180,240 (camvid)")
+    p.add_argument("--size", type=size_pair, default=None,
+                   help="H,W; default 256,512 (cityscapes), 180,240 (camvid), 96,128 (voc, binary, colour)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     return p
 
 
 def main(args):
+    if args.dataset in CUSTOM_LAYOUTS:
+        return make_custom(args.out, args.dataset, args.train, args.val, args.test, size=args.size or (96, 128),
+                           seed=args.seed, verbose=True)
     make = make_cityscapes if args.dataset == "cityscapes" else make_camvid
     size = args.size or ((256, 512) if args.dataset == "cityscapes" else (180, 240))
     return make(args.out, args.train, args.val, args.test, size=size, seed=args.seed, verbose=True)

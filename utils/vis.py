@@ -1,5 +1,7 @@
-"""Pictures for eval/test: a prediction blended on its image, and input | prediction | ground truth panels."""
+"""Pictures for eval/test: a prediction blended on its image, input | prediction | ground truth panels, and
+the confusion matrix."""
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 SEPARATOR = 4  # px of white between panel tiles
 
@@ -63,3 +65,55 @@ def panel(image_rgb, pred, palette, gt=None, ignore_label=None):
     for tile in tiles[1:]:
         parts += [white, tile]
     return np.concatenate(parts, axis=1)
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)  # a scalable font where PIL has FreeType
+    except (TypeError, ValueError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def confusion_image(matrix, names, cell=None):
+    """The confusion matrix (rows: ground truth, columns: prediction) normalised per row, as an RGB uint8
+    picture: white (0 %) to dark blue (100 %), the percentage in each cell, class names on both axes and
+    each row's pixel count; rows without ground truth are grey. Drawn with PIL (a runtime dependency), so it
+    works wherever evaluation runs."""
+    m = np.asarray(matrix, np.float64)
+    n = len(names)
+    totals = m.sum(1)
+    share = np.divide(m, totals[:, None], out=np.zeros_like(m), where=totals[:, None] > 0)
+    cell = cell or (34 if n <= 24 else max(8, 800 // n))
+    font = _font(11 if cell >= 24 else max(6, cell - 3))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = lambda text: int(np.ceil(probe.textlength(text, font=font)))  # noqa: E731
+    label_w = max(width(str(name)) for name in names) + 12
+    count_w = max(width(f"{int(t):,}") for t in totals) + 12
+    title_h = 22
+    x0, y0 = label_w, title_h + label_w          # the grid's top-left corner; column names stand above it
+    title = "rows: ground truth, columns: prediction (% of each row's pixels)"
+    image = Image.new("RGB", (max(x0 + n * cell + count_w, width(title) + 12), y0 + n * cell + 8), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((6, 4), title, fill="black", font=font)
+    dark = np.array([8, 48, 107], np.float64)
+    for i in range(n):
+        for j in range(n):
+            if totals[i] == 0:
+                colour = (200, 200, 200)
+            else:
+                colour = tuple(int(v) for v in np.rint(255 + (dark - 255) * share[i, j]))
+            box = (x0 + j * cell, y0 + i * cell, x0 + (j + 1) * cell - 1, y0 + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=colour)
+            if totals[i] and cell >= 24:
+                text = f"{share[i, j] * 100:.0f}"
+                draw.text((box[0] + (cell - width(text)) / 2, box[1] + cell / 2 - 7), text,
+                          fill="white" if share[i, j] > 0.5 else "black", font=font)
+        draw.text((x0 - width(str(names[i])) - 6, y0 + i * cell + cell / 2 - 7), str(names[i]), fill="black",
+                  font=font)
+        draw.text((x0 + n * cell + 6, y0 + i * cell + cell / 2 - 7), f"{int(totals[i]):,}", fill="black", font=font)
+    for j, name in enumerate(names):  # column names, written sideways
+        text = Image.new("RGB", (width(str(name)) + 4, cell), "white")
+        ImageDraw.Draw(text).text((2, cell / 2 - 7), str(name), fill="black", font=font)
+        text = text.rotate(90, expand=True)
+        image.paste(text, (x0 + j * cell, y0 - 6 - text.height))
+    return np.asarray(image)
