@@ -32,7 +32,7 @@ from dataset.palettes import default_palette  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import atomic_write, check_writable_dir, save_json, save_png, staged_folder  # noqa: E402
-from utils.progress import Progress, plural  # noqa: E402
+from utils.progress import iterate, plural  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")  # JPEGs only to refuse them by name
@@ -238,9 +238,8 @@ def write_converted(data_dir, jobs, colours, binary):
     """Grey class-index PNGs under DATA_DIR/.cgnet/labels/, appearing all together or not at all."""
     if not jobs:
         return
-    bar = Progress(len(jobs), "writing class-index masks")
     with staged_folder(str(data_dir / custom.LABELS), log) as stage:
-        for done, c in enumerate(jobs, 1):
+        for c in iterate(jobs, "writing class-index masks", "masks"):
             values, kind, _ = custom.read_mask(c.path)
             if kind == "colour":
                 values = custom.colour_to_index(values, colours)
@@ -249,7 +248,6 @@ def write_converted(data_dir, jobs, colours, binary):
             out = Path(stage, Path(c.rel).with_suffix(".png"))
             out.parent.mkdir(parents=True, exist_ok=True)
             save_png(str(out), values.astype(np.uint8))
-            bar.update(done)
 
 
 def pixel_table(names, pixels):
@@ -299,11 +297,9 @@ def main(args):
     # Every mask once, before anything is written.
     checked = []
     pairs = [(split, image, mask) for split in ("train", "val") for image, mask in splits[split]]
-    bar = Progress(len(pairs), "checking images and masks")
-    for done, (split, image, mask) in enumerate(pairs, 1):
+    for split, image, mask in iterate(pairs, "checking images and masks", "pairs"):
         kind, counts, palette, size = check_pair(images_dir / image, masks_dir / mask, colours)
         checked.append(Checked(masks_dir / mask, mask, split, kind, counts, palette, size))
-        bar.update(done)
     for image, _ in splits["test"]:
         if cv2.imread(str(images_dir / image), cv2.IMREAD_COLOR) is None:
             raise UserError(f"image {images_dir / image} cannot be decoded (damaged, or not an image); replace or "
