@@ -240,7 +240,8 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
                         areas = gr.Dataframe(headers=["", "class", "area %"], datatype=["html", "str", "number"],
                                              label="Area each class covers", interactive=False, max_height=360,
                                              column_widths=["14%", "56%", "30%"], scale=2, elem_id="areas")
-                        gr.HTML(legend_html(seg.class_names, seg.palette), padding=True, container=True, scale=3)
+                        gr.HTML(legend_html(seg.class_names, seg.palette), padding=True, container=True, scale=3,
+                                elem_id="legend")
         with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
