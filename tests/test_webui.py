@@ -140,7 +140,7 @@ def test_videos_over_the_limit_and_images_in_the_video_tab_are_refused(served, t
     video = tmp_path / "long drive.mp4"
     write_video(video, cv2.imread(served.photo), frames=6, fps=2.0)  # 3 s; the fixture allows 2
     client = Client(served.url, verbose=False)
-    with pytest.raises(AppError, match=r"^long drive.mp4 lasts 3 s, over this page's limit of 2 s "
+    with pytest.raises(AppError, match=r"^long drive.mp4 lasts longer than this page's limit of 2 s "
                                        r"\(--max_video_seconds\); cut it shorter, or segment it with tools/segment.py.$"):
         client.predict(handle_file(str(video)), api_name="/segment_video")
     with pytest.raises(AppError, match=r"is an image; segment it in the Image tab.$"):
@@ -179,3 +179,15 @@ def test_a_port_in_use_ends_with_one_sentence(untrained, capsys):
         message = fails(webui, ["--resume", untrained()["ckpt"], "--cuda", "false", "--port", str(port)], capsys)
     assert message == (f"error: --port {port} cannot be opened on --host 127.0.0.1 (in use by another program, "
                        f"or not an address of this machine); choose another --port.")
+
+
+def test_a_video_that_does_not_record_its_length_is_stopped_at_the_limit(served):
+    reported = []
+    counted = webui.FrameCounter(served.seg, lambda done, **_: reported.append(done), frames=0, most=2,
+                                 name="stream.webm", max_seconds=0.1)
+    x = served.seg.input(cv2.imread(served.photo))
+    assert np.array_equal(counted.labels(x), served.seg.labels(x)) and counted.labels(x) is not None
+    with pytest.raises(gr.Error) as e:
+        counted.labels(x)
+    assert e.value.message.startswith("stream.webm lasts longer than this page's limit of 0.1 s")
+    assert reported == [1, 2]

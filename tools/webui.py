@@ -97,8 +97,8 @@ def read_image(path, max_megapixels):
     width, height = header[:2]
     if width * height > max_megapixels * 1e6:
         raise refuse(f"{name} is {width}x{height} ({width * height / 1e6:.0f} Mpixel), over this page's limit of "
-                       f"{max_megapixels:g} Mpixel (--max_megapixels); make it smaller, or segment it with "
-                       f"tools/segment.py.")
+                     f"{max_megapixels:g} Mpixel (--max_megapixels); make it smaller, or segment it with "
+                     f"tools/segment.py.")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise refuse(f"{name} cannot be decoded by OpenCV; convert it to png or jpg.")
@@ -107,14 +107,14 @@ def read_image(path, max_megapixels):
 
 def is_video(path):
     capture = cv2.VideoCapture(path)
-    try:
-        return capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0
-    finally:
-        capture.release()
+    opened = capture.isOpened()
+    capture.release()
+    return opened
 
 
 def check_video(path, max_seconds, max_megapixels):
-    """Refuse, before any frame is segmented, what is not a video or is too long or too large."""
+    """(frame count, or 0 when the file does not say; frame rate) of the upload, refused before any frame is
+    segmented when it is not a video or is too long or too large."""
     name = upload_name(path)
     if not isinstance(image_header(path), str):
         raise refuse(f"{name} is an image; segment it in the Image tab.")
@@ -122,18 +122,22 @@ def check_video(path, max_seconds, max_megapixels):
     try:
         if not capture.isOpened():
             raise refuse(f"{name} is not a video OpenCV can read; upload an mp4, webm, avi or mov file.")
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         capture.release()
     if frames / fps > max_seconds:
-        raise refuse(f"{name} lasts {frames / fps:.0f} s, over this page's limit of {max_seconds:g} s "
-                       f"(--max_video_seconds); cut it shorter, or segment it with tools/segment.py.")
+        raise too_long(name, max_seconds)
     if width * height > max_megapixels * 1e6:
         raise refuse(f"{name} has {width}x{height} frames, over this page's limit of {max_megapixels:g} Mpixel "
-                       f"(--max_megapixels); segment it with tools/segment.py.")
-    return frames
+                     f"(--max_megapixels); segment it with tools/segment.py.")
+    return frames, fps
+
+
+def too_long(name, max_seconds):
+    return refuse(f"{name} lasts longer than this page's limit of {max_seconds:g} s (--max_video_seconds); cut it "
+                  f"shorter, or segment it with tools/segment.py.")
 
 
 def browser_video(mp4, webm):
@@ -155,19 +159,23 @@ def browser_video(mp4, webm):
 
 
 class FrameCounter:
-    """The segmenter, reporting each frame segment_video predicts to the page's progress bar."""
+    """The segmenter, reporting each frame segment_video predicts to the page's progress bar, and stopping a
+    video whose file did not tell its length (frames 0) once it runs past the page's limit."""
 
-    def __init__(self, seg, progress, total):
-        self.seg, self.progress, self.total, self.done = seg, progress, total, 0
+    def __init__(self, seg, progress, frames, most, name, max_seconds):
+        self.seg, self.progress, self.frames, self.most, self.done = seg, progress, frames, most, 0
+        self.name, self.max_seconds = name, max_seconds
 
     def __getattr__(self, name):  # input, palette, ...: the segmenter's own
         return getattr(self.seg, name)
 
     def labels(self, x):
-        pred = self.seg.labels(x)
         self.done += 1
-        self.progress((min(self.done, self.total), self.total), desc="segmenting frames", unit="frames")
-        return pred
+        if self.done > self.most:
+            raise too_long(self.name, self.max_seconds)
+        self.progress((min(self.done, self.frames), self.frames) if self.frames else self.done,
+                      desc="segmenting frames", unit="frames")
+        return self.seg.labels(x)
 
 
 def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0):
@@ -204,11 +212,13 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
     def segment_clip(path, progress=gr.Progress()):
         if not path:
             return None, None, ""
-        frames = check_video(path, max_video_seconds, max_megapixels)
+        frames, fps = check_video(path, max_video_seconds, max_megapixels)
         stem = os.path.splitext(os.path.basename(path))[0]
         mp4 = os.path.join(outputs_folder(), f"{stem}_overlay.mp4")
+        counted = FrameCounter(seg, progress, frames, int(max_video_seconds * fps) + 1, upload_name(path),
+                               max_video_seconds)
         try:
-            result = segment_video(FrameCounter(seg, progress, frames), path, mp4, label=f"{stem}_overlay.mp4")
+            result = segment_video(counted, path, mp4, label=f"{stem}_overlay.mp4")
         except UserError as e:
             raise refuse(str(e)) from None
         progress(None, desc="preparing the video for the browser")
