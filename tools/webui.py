@@ -31,6 +31,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from dataset.datasets import image_header  # noqa: E402
 from engine.segmenter import load_segmenter, segment_video  # noqa: E402
@@ -89,16 +90,18 @@ def read_image(path, max_megapixels):
     """The upload as tools/segment.py reads it (cv2.imread, BGR), refused with a sentence when it is not an
     image, or a video, or too large. Raises gr.Error, which the page shows."""
     name = upload_name(path)
-    header = image_header(path)
-    if isinstance(header, str):
+    try:
+        with Image.open(path) as im:  # the header only: a too large image is refused before it is decoded
+            width, height = im.size
+    except Image.DecompressionBombError:  # over twice Pillow's own limit (179 Mpixel)
+        width = height = float("inf")
+    except Exception:  # Pillow raises several types for files that are not images, all alike here
         if is_video(path):
-            raise refuse(f"{name} is a video; segment it in the Video tab.")
-        raise refuse(f"{name} is not an image; upload a png, jpg, bmp, tif or webp image.")
-    width, height = header[:2]
+            raise refuse(f"{name} is a video; segment it in the Video tab.") from None
+        raise refuse(f"{name} is not an image; upload a png, jpg, bmp, tif or webp image.") from None
     if width * height > max_megapixels * 1e6:
-        raise refuse(f"{name} is {width}x{height} ({width * height / 1e6:.0f} Mpixel), over this page's limit of "
-                     f"{max_megapixels:g} Mpixel (--max_megapixels); make it smaller, or segment it with "
-                     f"tools/segment.py.")
+        raise refuse(f"{name} is larger than this page's limit of {max_megapixels:g} Mpixel (--max_megapixels); "
+                     f"make it smaller, or segment it with tools/segment.py.")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise refuse(f"{name} cannot be decoded by OpenCV; convert it to png or jpg.")
@@ -130,7 +133,7 @@ def check_video(path, max_seconds, max_megapixels):
     if frames / fps > max_seconds:
         raise too_long(name, max_seconds)
     if width * height > max_megapixels * 1e6:
-        raise refuse(f"{name} has {width}x{height} frames, over this page's limit of {max_megapixels:g} Mpixel "
+        raise refuse(f"{name} has frames larger than this page's limit of {max_megapixels:g} Mpixel "
                      f"(--max_megapixels); segment it with tools/segment.py.")
     return frames, fps
 
