@@ -45,7 +45,6 @@ from utils.vis import overlay  # noqa: E402
 DEMO_EXAMPLES = os.path.join(ROOT, "demo", "data", "cityscapes", "leftImg8bit", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_EXAMPLES = 6
-IMAGE_HEIGHT = 340  # px of the result images: two side by side fit a laptop screen
 
 CSS = """
 .legend {display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 0.9em; padding: 6px 2px;}
@@ -244,8 +243,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
                     files = gr.File(label="Downloads: class ids, colour map, overlay", file_count="multiple",
                                     interactive=False, elem_id="downloads")
                 with gr.Column(scale=5):
-                    shown = dict(type="filepath", format="png", interactive=False, height=IMAGE_HEIGHT,
-                                 buttons=["download", "fullscreen"])
+                    shown = dict(type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"])
                     with gr.Row(equal_height=True):
                         over = gr.Image(label="Overlay", elem_id="overlay", **shown)
                         colour = gr.Image(label="Colour map", elem_id="colour", **shown)
@@ -264,12 +262,14 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
                     clip_file = gr.File(label="Download: overlay video (mp4)", interactive=False, elem_id="clip_file")
                     clip_info = gr.Markdown(label="Summary")
                 with gr.Column(scale=5):
-                    clip_out = gr.Video(label="Overlay video", interactive=False, loop=True, height=IMAGE_HEIGHT,
-                                        elem_id="clip_out")
+                    clip_out = gr.Video(label="Overlay video", interactive=False, loop=True, elem_id="clip_out")
 
-        upload.change(segment, [upload, opacity], [over, colour, areas, files, kept], api_name="segment")
+        # Images and videos queue for the one network (launch: one at a time); re-blending does not use it.
+        upload.change(segment, [upload, opacity], [over, colour, areas, files, kept], api_name="segment",
+                      concurrency_id="network")
         opacity.change(reblend, [kept, opacity], [over, files], api_name="blend", trigger_mode="always_last")
-        clip.change(segment_clip, [clip], [clip_out, clip_file, clip_info], api_name="segment_video")
+        clip.change(segment_clip, [clip], [clip_out, clip_file, clip_info], api_name="segment_video",
+                    concurrency_id="network")
     return app
 
 
