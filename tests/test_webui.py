@@ -9,6 +9,7 @@ import cv2
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -195,3 +196,28 @@ def test_a_video_that_does_not_record_its_length_is_stopped_at_the_limit(served)
         counted.labels(x)
     assert e.value.message.startswith("stream.webm lasts longer than this page's limit of 0.1 s")
     assert reported == [1, 2]
+
+
+def test_a_checkpoint_with_its_own_classes_is_shown_with_their_names_and_colours(served, tmp_path):
+    from engine.checkpoint import self_contained
+    from model import build_model
+    from utils.checkpoint import save_checkpoint
+    names, palette = ["lane", "kerb", "verge"], [[10, 20, 30], [200, 100, 0], [0, 250, 120]]
+    ckpt = str(tmp_path / "mine.pth")
+    torch.manual_seed(1)
+    save_checkpoint(self_contained(build_model("CGNet", 3, M=1, N=1).state_dict(), {"name": "CGNet", "classes": 3,
+                                   "M": 1, "N": 1}, None, [80.0, 90.0, 100.0], 1, names, palette), ckpt)
+    args = webui.get_args_parser().parse_args(["--resume", ckpt, "--cuda", "false", "--port", str(free_port())])
+    seg = webui.load_segmenter(args)
+    app = webui.build_app(seg, str(tmp_path))
+    try:
+        url = webui.launch(app, args, [], block=False)
+        client = Client(url, verbose=False)
+        _, colour, areas, _ = client.predict(handle_file(served.photo), 0.5, api_name="/segment")
+        page = str(client.config)  # the components the page shows, with their values
+    finally:
+        app.close()
+    assert "CGNet M1N1, 3 classes, on cpu" in page
+    assert all(f"{swatch}{name}" in page for swatch, name in zip(map(webui.swatch, palette), names))  # the legend
+    assert {row[1] for row in areas["data"]} <= set(names)
+    assert Image.open(colour).getpalette()[:9] == [c for colour in palette for c in colour]
