@@ -83,6 +83,8 @@ def test_a_browser_segments_an_upload_as_tools_segment_does(server, browser, pho
     assert url.startswith("http://127.0.0.1:") and "(bound to this machine only;" in startup
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(WAIT_MS)
+    elsewhere = []  # a local page loads nothing from other servers (fonts, scripts, analytics)
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else elsewhere.append(r.url))
     page.goto(url)
     page.get_by_text("CGNet M1N1, 19 classes, on cpu").wait_for()  # the network, classes and device
 
@@ -120,6 +122,7 @@ def test_a_browser_segments_an_upload_as_tools_segment_does(server, browser, pho
     page.locator("#upload button[aria-label=Clear]").click()
     page.get_by_role("button", name="corner").click()  # an example
     page.locator("#downloads a[download='corner.png']").wait_for()
+    assert elsewhere == []
 
 
 def test_a_browser_plays_the_overlay_video(server, browser, photos, tmp_path):
