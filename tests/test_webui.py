@@ -221,3 +221,9 @@ def test_a_checkpoint_with_its_own_classes_is_shown_with_their_names_and_colours
     assert all(f"{swatch}{name}" in page for swatch, name in zip(map(webui.swatch, palette), names))  # the legend
     assert {row[1] for row in areas["data"]} <= set(names)
     assert Image.open(colour).getpalette()[:9] == [c for colour in palette for c in colour]
+
+
+def test_an_examples_folder_that_is_missing_ends_with_one_sentence(untrained, tmp_path, capsys):
+    message = fails(webui, ["--resume", untrained()["ckpt"], "--cuda", "false", "--examples", str(tmp_path / "no")],
+                    capsys)
+    assert message == f"error: --examples {tmp_path / 'no'} is not a folder; give a folder of images, or leave the flag out."

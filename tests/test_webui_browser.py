@@ -80,7 +80,7 @@ def fetch(page, url, path):
 def test_a_browser_segments_an_upload_as_tools_segment_does(server, browser, photos, tmp_path):
     ckpt, folder = photos
     url, startup = server
-    assert url.startswith("http://127.0.0.1:") and "(bound to this machine only;" in startup
+    assert url.startswith("http://127.0.0.1:") and "(bound to 127.0.0.1: this machine only;" in startup
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(WAIT_MS)
     elsewhere = []  # a local page loads nothing from other servers (fonts, scripts, analytics)

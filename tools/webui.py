@@ -289,11 +289,13 @@ def launch(app, args, examples, block=True):
         _, url, _ = app.launch(server_name=args.host, server_port=args.port, quiet=True, prevent_thread_lock=True,
                                allowed_paths=list(examples), max_file_size=f"{args.max_upload_mb}mb",
                                css=CSS, theme=gr.themes.Soft(), footer_links=[])
-    except OSError as e:
+    except OSError:
         raise UserError(f"--port {args.port} cannot be opened on --host {args.host} (in use by another program, "
                         f"or not an address of this machine); choose another --port.") from None
-    where = ("this machine only; --host 0.0.0.0 opens it to the network" if args.host in ("127.0.0.1", "localhost")
-             else f"address {args.host}: other machines that reach it can use the page")
+    if args.host in ("127.0.0.1", "localhost"):
+        where = f"{args.host}: this machine only; --host 0.0.0.0 opens it to the network"
+    else:
+        where = f"{args.host}: other machines that reach this address can use the page, without a login"
     log(f"serving the page at {url} (bound to {where}); Ctrl-C stops it")
     if block:
         app.block_thread()
@@ -301,6 +303,8 @@ def launch(app, args, examples, block=True):
 
 
 def main(args):
+    if args.examples != DEMO_EXAMPLES and not os.path.isdir(args.examples):
+        raise UserError(f"--examples {args.examples} is not a folder; give a folder of images, or leave the flag out.")
     seg = load_segmenter(args)
     log(f"loaded {args.resume}: {seg.describe()}")
     examples = find_examples(args.examples)
