@@ -141,8 +141,8 @@ def test_videos_over_the_limit_and_images_in_the_video_tab_are_refused(served, t
     video = tmp_path / "long drive.mp4"
     write_video(video, cv2.imread(served.photo), frames=6, fps=2.0)  # 3 s; the fixture allows 2
     client = Client(served.url, verbose=False)
-    with pytest.raises(AppError, match=r"^long drive.mp4 lasts longer than this page's limit of 2 s "
-                                       r"\(--max_video_seconds\); cut it shorter, or segment it with tools/segment.py.$"):
+    with pytest.raises(AppError, match=r"^long drive.mp4 lasts longer than this page's limit of 2 s \(--max_video_"
+                                       r"seconds\); cut it shorter, or segment it with tools/segment.py.$"):
         client.predict(handle_file(str(video)), api_name="/segment_video")
     with pytest.raises(AppError, match=r"is an image; segment it in the Image tab.$"):
         client.predict(handle_file(served.photo), api_name="/segment_video")
@@ -173,7 +173,8 @@ def test_examples_are_the_images_of_the_folder_and_none_without_it(tmp_path):
 
 def test_a_checkpoint_that_is_missing_ends_with_one_sentence(tmp_path, capsys):
     message = fails(webui, ["--resume", str(tmp_path / "none.pth"), "--cuda", "false"], capsys)
-    assert message == f"error: --resume {tmp_path / 'none.pth'} does not exist; give the path of a .pth checkpoint file."
+    assert message == (f"error: --resume {tmp_path / 'none.pth'} does not exist; give the path of a .pth "
+                       f"checkpoint file.")
 
 
 def test_a_port_in_use_ends_with_one_sentence(untrained, capsys):
@@ -226,4 +227,5 @@ def test_a_checkpoint_with_its_own_classes_is_shown_with_their_names_and_colours
 def test_an_examples_folder_that_is_missing_ends_with_one_sentence(untrained, tmp_path, capsys):
     message = fails(webui, ["--resume", untrained()["ckpt"], "--cuda", "false", "--examples", str(tmp_path / "no")],
                     capsys)
-    assert message == f"error: --examples {tmp_path / 'no'} is not a folder; give a folder of images, or leave the flag out."
+    assert message == (f"error: --examples {tmp_path / 'no'} is not a folder; give a folder of images, or leave "
+                       f"the flag out.")
