@@ -171,13 +171,13 @@ class FrameCounter:
     def __getattr__(self, name):  # input, palette, ...: the segmenter's own
         return getattr(self.seg, name)
 
-    def labels(self, x):
+    def labels(self, x, *size):  # size: the frame's (H, W), where segment_video passes it
         self.done += 1
         if self.done > self.most:
             raise too_long(self.name, self.max_seconds)
         self.progress((min(self.done, self.frames), self.frames) if self.frames else self.done,
                       desc="segmenting frames", unit="frames")
-        return self.seg.labels(x)
+        return self.seg.labels(x, *size)
 
 
 def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0):
