@@ -1,0 +1,343 @@
+"""A web page to try a checkpoint: drop an image or a short video and see its segmentation.
+
+    python tools/webui.py --resume model_300.pth [--host 127.0.0.1] [--port 7860]
+
+Image tab: the overlay and the colour map side by side, the legend of the classes, the area each class
+covers, and downloads: the class-id PNG (the file tools/segment.py writes), the colour PNG and the
+overlay. The opacity slider re-blends the kept prediction without running the network again. Video tab:
+the overlay video of tools/segment.py (same frames, size and frame rate) with a progress bar.
+
+The predictions are tools/segment.py's: the same engine.segmenter and the same decoding (cv2.imread of the
+uploaded file). The image segmentation is an API endpoint for gradio_client scripts:
+
+    from gradio_client import Client, handle_file
+    overlay, colour, areas, files = Client("http://127.0.0.1:7860/").predict(
+        handle_file("street.jpg"), 0.5, api_name="/segment")   # files: class ids, colour, overlay PNGs
+
+It binds 127.0.0.1 (this machine only) unless --host says otherwise.
+"""
+import argparse
+import glob
+import html
+import os
+import shutil
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
+
+import cv2  # noqa: E402
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dataset.datasets import image_header  # noqa: E402
+from engine.segmenter import load_segmenter, segment_video  # noqa: E402
+from utils.args import positive_float, positive_int, str2bool  # noqa: E402
+from utils.dist import log  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.files import save_png  # noqa: E402
+from utils.vis import overlay  # noqa: E402
+
+# The demo's synthetic test scenes (tools/demo.py, `make demo`), offered as examples when they exist.
+DEMO_EXAMPLES = os.path.join(ROOT, "demo", "data", "cityscapes", "leftImg8bit", "test")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MAX_EXAMPLES = 6
+
+CSS = """
+.legend {display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 0.9em; padding: 6px 2px;}
+.legend span {display: inline-flex; align-items: center; gap: 5px; white-space: nowrap;}
+.legend-title {font-weight: 600; padding: 2px 2px 6px;}
+.swatch {display: inline-block; width: 14px; height: 14px; border-radius: 3px; border: 1px solid #8888;}
+footer {display: none !important;}
+"""
+
+
+def refuse(message):
+    """The page shows `message` in an error box; the server logs it in one line, not as a traceback."""
+    log(f"refused: {message}")
+    return gr.Error(message, print_exception=False)
+
+
+def hex_colour(rgb):
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
+
+
+def swatch(rgb):
+    return f'<span class="swatch" style="background:{hex_colour(rgb)}"></span>'
+
+
+def legend_html(names, palette):
+    return '<div class="legend-title">Classes</div><div class="legend">' + "".join(
+        f"<span>{swatch(rgb)}{html.escape(name)}</span>" for name, rgb in zip(names, palette)) + "</div>"
+
+
+def class_areas(pred, names, palette):
+    """Rows [swatch, class, area %] of the classes present in `pred`, the largest first."""
+    counts = np.bincount(pred.ravel(), minlength=len(names))[:len(names)]
+    order = np.argsort(-counts, kind="stable")
+    return [[swatch(palette[c]), names[c], round(100.0 * counts[c] / pred.size, 2)] for c in order if counts[c]]
+
+
+def upload_name(path):
+    return os.path.basename(path) if path else "the upload"
+
+
+def read_image(path, max_megapixels):
+    """The upload as tools/segment.py reads it (cv2.imread, BGR), refused with a sentence when it is not an
+    image, or a video, or too large. Raises gr.Error, which the page shows."""
+    name = upload_name(path)
+    try:
+        with Image.open(path) as im:  # the header only: a too large image is refused before it is decoded
+            width, height = im.size
+    except Image.DecompressionBombError:  # over twice Pillow's own limit (179 Mpixel)
+        width = height = float("inf")
+    except Exception:  # Pillow raises several types for files that are not images, all alike here
+        if is_video(path):
+            raise refuse(f"{name} is a video; segment it in the Video tab.") from None
+        raise refuse(f"{name} is not an image; upload a png, jpg, bmp, tif or webp image.") from None
+    if width * height > max_megapixels * 1e6:
+        raise refuse(f"{name} is larger than this page's limit of {max_megapixels:g} Mpixel (--max_megapixels); "
+                     f"make it smaller, or segment it with tools/segment.py.")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise refuse(f"{name} cannot be decoded by OpenCV; convert it to png or jpg.")
+    return image
+
+
+def is_video(path):
+    capture = cv2.VideoCapture(path)
+    opened = capture.isOpened()
+    capture.release()
+    return opened
+
+
+def check_video(path, max_seconds, max_megapixels):
+    """(frame count, or 0 when the file does not say; frame rate) of the upload, refused before any frame is
+    segmented when it is not a video or is too long or too large."""
+    name = upload_name(path)
+    if not isinstance(image_header(path), str):
+        raise refuse(f"{name} is an image; segment it in the Image tab.")
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise refuse(f"{name} is not a video OpenCV can read; upload an mp4, webm, avi or mov file.")
+        frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+    if frames / fps > max_seconds:
+        raise too_long(name, max_seconds)
+    if width * height > max_megapixels * 1e6:
+        raise refuse(f"{name} has frames larger than this page's limit of {max_megapixels:g} Mpixel "
+                     f"(--max_megapixels); segment it with tools/segment.py.")
+    return frames, fps
+
+
+def too_long(name, max_seconds):
+    return refuse(f"{name} lasts longer than this page's limit of {max_seconds:g} s (--max_video_seconds); cut it "
+                  f"shorter, or segment it with tools/segment.py.")
+
+
+def browser_video(mp4, webm):
+    """A VP8 WebM copy of `mp4` for the page's player: browsers do not play the MPEG-4 part 2 codec that
+    OpenCV writes into mp4, and OpenCV's wheels carry no H.264 encoder. The mp4 stays the download."""
+    capture = cv2.VideoCapture(mp4)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    writer = cv2.VideoWriter(webm, cv2.VideoWriter_fourcc(*"VP80"), fps, size)
+    try:
+        ok, frame = capture.read()
+        while ok:
+            writer.write(frame)
+            ok, frame = capture.read()
+    finally:
+        writer.release()
+        capture.release()
+    return webm
+
+
+class FrameCounter:
+    """The segmenter, reporting each frame segment_video predicts to the page's progress bar, and stopping a
+    video whose file did not tell its length (frames 0) once it runs past the page's limit."""
+
+    def __init__(self, seg, progress, frames, most, name, max_seconds):
+        self.seg, self.progress, self.frames, self.most, self.done = seg, progress, frames, most, 0
+        self.name, self.max_seconds = name, max_seconds
+
+    def __getattr__(self, name):  # input, palette, ...: the segmenter's own
+        return getattr(self.seg, name)
+
+    def labels(self, x, *size):  # size: the frame's (H, W), where segment_video passes it
+        self.done += 1
+        if self.done > self.most:
+            raise too_long(self.name, self.max_seconds)
+        self.progress((min(self.done, self.frames), self.frames) if self.frames else self.done,
+                      desc="segmenting frames", unit="frames")
+        return self.seg.labels(x, *size)
+
+
+def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0):
+    """The page (a gr.Blocks) for the segmenter `seg`; outputs are written under `workdir`."""
+
+    def outputs_folder():
+        return tempfile.mkdtemp(dir=workdir)  # one per upload: names never collide between visitors
+
+    def write_overlay(kept, opacity):
+        path = os.path.join(kept["folder"], f"{kept['stem']}_overlay.png")
+        save_png(path, overlay(kept["image"][:, :, ::-1], kept["pred"], seg.palette, alpha=opacity))
+        return path
+
+    def segment(path, opacity):
+        if not path:  # the upload was cleared
+            return None, None, None, None, None
+        image = read_image(path, max_megapixels)
+        pred = seg(image)
+        folder = outputs_folder()
+        stem = os.path.splitext(os.path.basename(path))[0]
+        ids, colour = os.path.join(folder, f"{stem}.png"), os.path.join(folder, f"{stem}_color.png")
+        save_png(ids, pred)  # what tools/segment.py writes
+        save_png(colour, pred, seg.palette)
+        kept = {"image": image, "pred": pred, "folder": folder, "stem": stem}
+        over = write_overlay(kept, opacity)
+        kept["files"] = [ids, colour, over]
+        return over, colour, class_areas(pred, seg.class_names, seg.palette), kept["files"], kept
+
+    def reblend(kept, opacity):
+        if not kept:
+            return None, None
+        return write_overlay(kept, opacity), kept["files"]
+
+    def segment_clip(path, progress=gr.Progress()):
+        if not path:
+            return None, None, ""
+        frames, fps = check_video(path, max_video_seconds, max_megapixels)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        mp4 = os.path.join(outputs_folder(), f"{stem}_overlay.mp4")
+        counted = FrameCounter(seg, progress, frames, int(max_video_seconds * fps) + 1, upload_name(path),
+                               max_video_seconds)
+        try:
+            result = segment_video(counted, path, mp4, label=f"{stem}_overlay.mp4")
+        except UserError as e:
+            raise refuse(str(e)) from None
+        progress(None, desc="preparing the video for the browser")
+        webm = browser_video(mp4, os.path.join(os.path.dirname(mp4), f"{stem}_overlay.webm"))
+        return webm, mp4, f"{result['frames']} frames segmented at {result['fps']:.1f} frames/s."
+
+    with gr.Blocks(title="CGNet: try a checkpoint", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        gr.Markdown(f"## CGNet: try a checkpoint\n**{html.escape(seg.describe())}** · "
+                    f"`{html.escape(os.path.basename(seg.path))}`")
+        kept = gr.State()
+        with gr.Tab("Image"):
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300):
+                    upload = gr.File(label="Image (drop or click)", height=110, elem_id="upload")
+                    opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity",
+                                        info="re-blends the prediction without running the network again")
+                    if examples:
+                        gr.Examples(examples=[[p] for p in examples], inputs=[upload], label="Examples",
+                                    example_labels=[os.path.splitext(os.path.basename(p))[0] for p in examples])
+                    files = gr.File(label="Downloads: class ids, colour map, overlay", file_count="multiple",
+                                    interactive=False, elem_id="downloads")
+                with gr.Column(scale=5):
+                    shown = dict(type="filepath", format="png", interactive=False, buttons=["download", "fullscreen"])
+                    with gr.Row(equal_height=True):
+                        over = gr.Image(label="Overlay", elem_id="overlay", **shown)
+                        colour = gr.Image(label="Colour map", elem_id="colour", **shown)
+                    with gr.Row():
+                        areas = gr.Dataframe(headers=["", "class", "area %"], datatype=["html", "str", "number"],
+                                             label="Area each class covers", interactive=False, max_height=360,
+                                             column_widths=["14%", "56%", "30%"], scale=2, elem_id="areas")
+                        gr.HTML(legend_html(seg.class_names, seg.palette), padding=True, container=True, scale=3,
+                                elem_id="legend")
+        with gr.Tab("Video"):
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300):
+                    clip = gr.File(label="Video (drop or click)", height=110, elem_id="clip")
+                    gr.Markdown(f"Up to {max_video_seconds:g} s. Every frame is segmented as `tools/segment.py` "
+                                f"does; the mp4 download keeps the frame count, size and frame rate.")
+                    clip_file = gr.File(label="Download: overlay video (mp4)", interactive=False, elem_id="clip_file")
+                    clip_info = gr.Markdown(label="Summary")
+                with gr.Column(scale=5):
+                    clip_out = gr.Video(label="Overlay video", interactive=False, loop=True, elem_id="clip_out")
+
+        # Images and videos queue for the one network (launch: one at a time); re-blending does not use it.
+        upload.change(segment, [upload, opacity], [over, colour, areas, files, kept], api_name="segment",
+                      concurrency_id="network")
+        opacity.change(reblend, [kept, opacity], [over, files], api_name="blend", trigger_mode="always_last")
+        clip.change(segment_clip, [clip], [clip_out, clip_file, clip_info], api_name="segment_video",
+                    concurrency_id="network")
+    return app
+
+
+def find_examples(folder):
+    """Up to MAX_EXAMPLES images of `folder` (recursively, sorted); none when it does not exist."""
+    if not folder or not os.path.isdir(folder):
+        return []
+    paths = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), "**", "*"), recursive=True)
+                   if p.lower().endswith(IMAGE_EXTENSIONS))
+    return paths[:MAX_EXAMPLES]
+
+
+def launch(app, args, examples, block=True):
+    """Start serving; returns the URL. Bound to args.host only (127.0.0.1 by default: this machine)."""
+    try:
+        app.queue(default_concurrency_limit=1)  # one prediction at a time: they share the CPU or GPU
+        _, url, _ = app.launch(server_name=args.host, server_port=args.port, quiet=True, prevent_thread_lock=True,
+                               allowed_paths=list(examples), max_file_size=f"{args.max_upload_mb}mb",
+                               css=CSS, theme=gr.themes.Soft(), footer_links=[])
+    except OSError:
+        raise UserError(f"--port {args.port} cannot be opened on --host {args.host} (in use by another program, "
+                        f"or not an address of this machine); choose another --port.") from None
+    if args.host in ("127.0.0.1", "localhost"):
+        where = f"{args.host}: this machine only; --host 0.0.0.0 opens it to the network"
+    else:
+        where = f"{args.host}: other machines that reach this address can use the page, without a login"
+    log(f"serving the page at {url} (bound to {where}); Ctrl-C stops it")
+    if block:
+        app.block_thread()
+    return url
+
+
+def main(args):
+    if args.examples != DEMO_EXAMPLES and not os.path.isdir(args.examples):
+        raise UserError(f"--examples {args.examples} is not a folder; give a folder of images, or leave the flag out.")
+    seg = load_segmenter(args)
+    log(f"loaded {args.resume}: {seg.describe()}")
+    examples = find_examples(args.examples)
+    workdir = tempfile.mkdtemp(prefix="cgnet-webui-")
+    try:
+        launch(build_app(seg, workdir, examples, args.max_megapixels, args.max_video_seconds), args, examples)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="A web page to try a CGNet checkpoint on images and videos.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--resume", required=True, help="checkpoint: ours, the original release's or mmsegmentation's")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind: 127.0.0.1 serves this machine only, 0.0.0.0 every network interface")
+    p.add_argument("--port", type=positive_int, default=7860, help="port to serve on")
+    p.add_argument("--examples", default=DEMO_EXAMPLES,
+                   help="folder of images offered as examples (default: the demo's test images, when made)")
+    p.add_argument("--max_megapixels", type=positive_float, default=50.0, help="largest image or frame accepted")
+    p.add_argument("--max_video_seconds", type=positive_float, default=60.0, help="longest video accepted")
+    p.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted, in MB")
+    p.add_argument("--inform_data_file", default=None,
+                   help="statistics file whose mean to use for a checkpoint that records none (the original "
+                        "release's); 19-class checkpoints default to the release's Cityscapes mean")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                   help="autocast inference: faster, not bit-exact")
+    p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (exact)")
+    p.add_argument("--plain", type=str2bool, default=False, help="the original's eager fp32 forward")
+    p.add_argument("--cuda", type=str2bool, default=True, help="use a GPU if one is visible (true/false)")
+    p.add_argument("--gpus", default="0", help="GPU id to use; '' runs on the CPU")
+    return p
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())
