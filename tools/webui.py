@@ -160,26 +160,6 @@ def browser_video(mp4, webm):
     return webm
 
 
-class FrameCounter:
-    """The segmenter, reporting each frame segment_video predicts to the page's progress bar, and stopping a
-    video whose file did not tell its length (frames 0) once it runs past the page's limit."""
-
-    def __init__(self, seg, progress, frames, most, name, max_seconds):
-        self.seg, self.progress, self.frames, self.most, self.done = seg, progress, frames, most, 0
-        self.name, self.max_seconds = name, max_seconds
-
-    def __getattr__(self, name):  # input, palette, ...: the segmenter's own
-        return getattr(self.seg, name)
-
-    def labels(self, x, *size):  # size: the frame's (H, W), where segment_video passes it
-        self.done += 1
-        if self.done > self.most:
-            raise too_long(self.name, self.max_seconds)
-        self.progress((min(self.done, self.frames), self.frames) if self.frames else self.done,
-                      desc="segmenting frames", unit="frames")
-        return self.seg.labels(x, *size)
-
-
 def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0):
     """The page (a gr.Blocks) for the segmenter `seg`; outputs are written under `workdir`."""
 
@@ -214,13 +194,17 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
     def segment_clip(path, progress=gr.Progress()):
         if not path:
             return None, None, ""
-        frames, fps = check_video(path, max_video_seconds, max_megapixels)
+        _, fps = check_video(path, max_video_seconds, max_megapixels)
         stem = os.path.splitext(os.path.basename(path))[0]
         mp4 = os.path.join(outputs_folder(), f"{stem}_overlay.mp4")
-        counted = FrameCounter(seg, progress, frames, int(max_video_seconds * fps) + 1, upload_name(path),
-                               max_video_seconds)
+        most = int(max_video_seconds * fps) + 1
+
+        def on_frame(done, total):
+            if done > most:  # a file that did not tell its length (frames 0) stops once past the page's limit
+                raise too_long(upload_name(path), max_video_seconds)
+            progress((done, total) if total else done, desc="segmenting frames", unit="frames")
         try:
-            result = segment_video(counted, path, mp4, label=f"{stem}_overlay.mp4")
+            result = segment_video(seg, path, mp4, label=f"{stem}_overlay.mp4", on_frame=on_frame)
         except UserError as e:
             raise refuse(str(e)) from None
         progress(None, desc="preparing the video for the browser")
