@@ -92,5 +92,5 @@ def test_two_evaluations_into_one_save_seg_dir_both_deliver(untrained, held, tmp
     run_both(held, "cityscapes_eval.py", argv(data["ckpt"], "."), argv(str(other), "."), seg / ".", tmp_path)
     names = [os.path.basename(p)[:-len("_leftImg8bit.png")] for p in
              sorted(glob.glob(f"{data['cs']}/leftImg8bit/val/*/*.png"))]
-    assert files_under(seg) == sorted(["metrics.json"] + [f"{n}_leftImg8bit{s}.png" for n in names
-                                                          for s in ("", "_color")])
+    predictions = [f"{n}_leftImg8bit{s}.png" for n in names for s in ("", "_color")]
+    assert files_under(seg) == sorted(["confusion.png", "metrics.json"] + predictions)
