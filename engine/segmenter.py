@@ -19,6 +19,7 @@ import torch
 from dataset.datasets import normalize, to_tensor
 from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
 from engine.evaluate import predictor
+from engine.exported import is_exported, load_exported
 from utils.device import select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
@@ -29,7 +30,7 @@ from utils.vis import overlay
 
 @dataclass
 class Segmenter:
-    predict: object           # preprocessed (B, 3, H, W) float tensor -> logits (B, classes, H, W)
+    predict: object           # input() of an image -> logits (B, classes, H, W); preprocessed float inputs too
     mean: np.ndarray          # what preprocessing subtracts (dataset.datasets.normalize)
     network: dict             # build_model's keyword arguments
     dataset: str              # the dataset it was trained for, or None
@@ -37,13 +38,17 @@ class Segmenter:
     palette: list             # [[r, g, b], ...], one per class
     device: torch.device
     path: str
+    takes_uint8: bool = False  # an exported file: its graph takes the BGR image itself (engine.exported)
 
     @property
     def classes(self):
         return len(self.class_names)
 
     def input(self, image_bgr):
-        """The network input (1, 3, H, W) of a BGR uint8 image: the evaluation scripts' preprocessing."""
+        """The network input of a BGR uint8 image: (1, 3, H, W), the evaluation scripts' preprocessing; for an
+        exported file the image itself (1, H, W, 3), which its graph preprocesses."""
+        if self.takes_uint8:
+            return torch.from_numpy(image_bgr)[None]
         return to_tensor(normalize(image_bgr, self.mean))[None]
 
     def labels(self, x):
@@ -63,6 +68,11 @@ class Segmenter:
 def load_segmenter(args, path=None, flag="--resume"):
     """The segmenter of `path` (default args.resume) on the device the flags select."""
     path = path or args.resume
+    if is_exported(path):  # .onnx / .xml: on the CPU, through the file's runtime
+        predict, weights = load_exported(path, flag, args.amp, args.compile)
+        names, palette = class_table(weights)
+        return Segmenter(predict, weights.mean, weights.network, weights.dataset, names, palette,
+                         torch.device("cpu"), path, takes_uint8=True)
     device, _ = select_device(args)
     use_device(device)
     model, weights = build_for_inference(path, flag)

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from dataset.specs import CITYSCAPES  # noqa: E402
 from engine.checkpoint import self_contained  # noqa: E402
 from model import build_model  # noqa: E402
-from tools.make_demo_data import _street  # noqa: E402
+from tools.make_demo_data import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 
 CONFIGS = {"plain": ["--plain", "true"], "default": [], "bf16": ["--amp", "bf16"], "compile": ["--compile", "true"]}
@@ -32,7 +32,7 @@ CONFIGS = {"plain": ["--plain", "true"], "default": [], "bf16": ["--amp", "bf16"
 
 def make_video(path, frames, w=640, h=360):
     """A street scene panning sideways: every frame differs, as in a drive."""
-    scene = np.ascontiguousarray(_street(np.random.default_rng(0), h, 2 * w)[0][:, :, ::-1])
+    scene = np.ascontiguousarray(street_scene(np.random.default_rng(0), h, 2 * w)[0][:, :, ::-1])
     video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
     for i in range(frames):
         x = i * w // max(frames, 1)
