@@ -104,11 +104,12 @@ def read_openvino(path, flag="--resume"):
 
 
 def compile_openvino(model, amp="none"):
-    """The model compiled for the CPU. The precision is pinned: OpenVINO's CPU plugin otherwise computes in bf16
-    on CPUs that have it, silently; bf16 is asked for with --amp bf16, as autocast is for a .pth."""
+    """The model compiled for the CPU, with torch's thread count (as ONNX Runtime's sessions). The precision is
+    pinned: OpenVINO's CPU plugin otherwise computes in bf16 on CPUs that have it, silently; bf16 is asked for
+    with --amp bf16, as autocast is for a .pth."""
     hint = {"none": "f32", "bf16": "bf16"}[amp]
-    return openvino_core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
-                                                        "PERFORMANCE_HINT": "LATENCY"})
+    return openvino_core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                                                        "INFERENCE_NUM_THREADS": torch.get_num_threads()})
 
 
 class ExportedPredictor:
