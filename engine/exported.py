@@ -76,8 +76,8 @@ def onnxruntime_session(path, flag="--resume"):
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for unreadable files
-        raise UserError(f"{flag} {path} is not an ONNX model ONNX Runtime can read ({str(e).splitlines()[0][:120]}); "
-                        f"export it again with tools/export_onnx.py.") from None
+        raise UserError(f"{flag} {path} is not an ONNX model ONNX Runtime can read (damaged, or not ONNX: "
+                        f"{type(e).__name__}); export it again with tools/export_onnx.py.") from None
 
 
 def openvino_core():
@@ -97,10 +97,9 @@ def read_openvino(path, flag="--resume"):
                         f".xml and .bin pair); copy the .bin next to the .xml.")
     try:
         return openvino_core().read_model(str(path))
-    except RuntimeError as e:
-        raise UserError(f"{flag} {path} is not an OpenVINO IR that OpenVINO can read "
-                        f"({str(e).strip().splitlines()[-1][:120]}); export it again with tools/export_openvino.py.") \
-            from None
+    except RuntimeError:
+        raise UserError(f"{flag} {path} is not an OpenVINO IR that OpenVINO can read (damaged, or not an IR .xml); "
+                        f"export it again with tools/export_openvino.py.") from None
 
 
 def compile_openvino(model, amp="none"):

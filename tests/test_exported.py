@@ -159,7 +159,8 @@ def test_an_xml_without_its_bin_is_refused(exported, tmp_path, capsys):
 def test_files_not_made_by_the_export_are_refused_naming_what_is_missing(exported, tmp_path, capsys):
     net = build_model("CGNet", 19, M=1, N=2).eval()
     onnx_path, xml_path = str(tmp_path / "plain.onnx"), str(tmp_path / "plain.xml")
-    torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), onnx_path, dynamo=False)
+    with pytest.warns(DeprecationWarning):  # the TorchScript exporter, as tools/export_onnx.py uses it
+        torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), onnx_path, dynamo=False)
     ov.save_model(ov.convert_model(onnx_path), xml_path)
     for path in (onnx_path, xml_path):
         message = fails(cityscapes_eval, eval_argv(exported["cs"], path), capsys)
@@ -181,7 +182,7 @@ def test_int8_needs_calibration_images_that_decode(exported, tmp_path, capsys):
     broken.write_bytes(open(glob.glob(f"{exported['cs']}/leftImg8bit/train/*/*.png")[0], "rb").read()[:120])
     message = fails(export_openvino, argv + ["--calibration", str(broken)], capsys)
     assert str(broken) in message
-    assert not out.parent.exists() or os.listdir(out.parent) == []
+    assert not out.parent.exists()
 
 
 def test_an_ir_below_the_threshold_is_not_written(exported, tmp_path, capsys):

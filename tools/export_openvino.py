@@ -164,6 +164,7 @@ def main(args):
                         "nncf).") from None
 
     folder = os.path.dirname(os.path.abspath(args.out))
+    created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     name = os.path.basename(args.out)
     stage = tempfile.mkdtemp(prefix=".tmp-", dir=folder)  # the pair is written and checked here, then moved
@@ -182,6 +183,10 @@ def main(args):
         bin_name = os.path.splitext(name)[0] + ".bin"
         os.replace(os.path.join(stage, bin_name), os.path.join(folder, bin_name))
         os.replace(staged_xml, args.out)
+    except BaseException:
+        if created:  # a refused export leaves no trace, not even the folder it made
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     log(f"wrote {args.out} and {os.path.splitext(args.out)[0]}.bin ({'int8' if args.int8 else 'fp32'}): input "
