@@ -118,8 +118,8 @@ class ExportedPredictor:
     whole number v). An image resized in float (multi-scale testing) is rounded to whole grey levels, as
     mmsegmentation's 8-bit resize does."""
 
-    def __init__(self, run, mean, runtime):
-        self.run, self.runtime = run, runtime  # run: uint8 (B, H, W, 3) numpy -> logits numpy
+    def __init__(self, run, mean):
+        self.run = run  # uint8 (B, H, W, 3) numpy -> logits numpy
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
 
     @torch.inference_mode()
@@ -130,11 +130,11 @@ class ExportedPredictor:
         return torch.from_numpy(self.run(np.ascontiguousarray(images.cpu().numpy())))
 
 
-def load_exported(path, flag="--resume", amp="none", compile=False):
+def load_exported(path, flag="--resume", amp="none", torch_compile=False):
     """(ExportedPredictor, Weights) of an .onnx or .xml file; runs on the CPU."""
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path} does not exist; give a checkpoint (.pth) or an exported file (.onnx, .xml).")
-    if compile:
+    if torch_compile:
         raise UserError(f"--compile applies to .pth checkpoints; {flag} {path} is compiled by its own runtime: "
                         f"leave --compile out.")
     if path.lower().endswith(".onnx"):
@@ -143,7 +143,7 @@ def load_exported(path, flag="--resume", amp="none", compile=False):
                             f"OpenVINO export (.xml) for bf16, or leave --amp out.")
         session = onnxruntime_session(path, flag)
         weights = parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path, flag)
-        return ExportedPredictor(lambda a: session.run(["logits"], {"image": a})[0], weights.mean, "onnxruntime"), \
+        return ExportedPredictor(lambda a: session.run(["logits"], {"image": a})[0], weights.mean), \
             weights
     if amp not in ("none", "bf16"):
         raise UserError(f"--amp {amp} with {flag} {path}: OpenVINO runs an .xml in f32 (default) or bf16; "
@@ -158,4 +158,4 @@ def load_exported(path, flag="--resume", amp="none", compile=False):
     request = compiled.create_infer_request()
     logits = compiled.output("logits")
     # The request reuses its output buffer: a copy, since a caller may keep the logits past the next call.
-    return ExportedPredictor(lambda a: request.infer({0: a})[logits].copy(), weights.mean, "openvino"), weights
+    return ExportedPredictor(lambda a: request.infer({0: a})[logits].copy(), weights.mean), weights

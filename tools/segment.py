@@ -144,7 +144,8 @@ def get_args_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (recursively), quoted globs such as 'shots/*.jpg', video files")
-    p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's")
+    p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's; "
+                                                   "or an exported .onnx/.xml (runs on the CPU)")
     p.add_argument("--out", required=True, help="folder to write the results to (created if missing)")
     p.add_argument("--inform_data_file", default=None,
                    help="statistics file whose mean to use for a checkpoint that records none (the original "
