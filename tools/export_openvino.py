@@ -31,6 +31,7 @@ from dataset.datasets import image_header, load_image, load_label, normalize, re
 from dataset.specs import spec_for  # noqa: E402
 from engine.exported import METADATA_KEY, load_exported  # noqa: E402
 from tools.export_onnx import MIN_AGREEMENT, check_image, compare, export, load_checkpoint  # noqa: E402
+from utils.args import positive_int  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import check_writable_file  # noqa: E402
@@ -203,7 +204,7 @@ def get_args_parser():
     p.add_argument("--calibration", nargs="+", default=[], metavar="INPUT",
                    help="images, folders (recursively) or list files (.txt, paths relative to --data_dir) to "
                         "calibrate the int8 ranges on")
-    p.add_argument("--subset_size", type=int, default=300,
+    p.add_argument("--subset_size", type=positive_int, default=300,
                    help="calibrate on at most this many of the images, spread evenly (NNCF's default count)")
     p.add_argument("--data_dir", default=".", help="folder the paths of list files are relative to")
     p.add_argument("--image", default=None, help="image to check the IR on (default: a synthetic street scene)")
