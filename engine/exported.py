@@ -152,8 +152,8 @@ def load_exported(path, flag="--resume", amp="none", torch_compile=False):
     text = model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
     weights = parse_metadata(text, path, flag)
     compiled = compile_openvino(model, amp)
-    got = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    if amp == "bf16" and "bf16" not in got:
+    got = compiled.get_property("INFERENCE_PRECISION_HINT")
+    if amp == "bf16" and got != type(got).bf16:  # an openvino.Type
         log(f"notice: this CPU has no native bf16, so OpenVINO runs {path} in {got} (--amp bf16 has no effect here).")
     request = compiled.create_infer_request()
     logits = compiled.output("logits")
