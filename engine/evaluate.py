@@ -168,6 +168,8 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             elif args.multi_scale or args.flip:
                 pred = predict_multiscale(predict, images.to(device, non_blocking=True),
                                           args.multi_scale or [1.0], args.flip, args.classes).argmax(1)
+            elif is_exported(args.resume):
+                pred = predict.labels(images)  # the graph's own argmax
             else:
                 pred = predict(images).argmax(1)
             if conf is not None:

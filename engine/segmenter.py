@@ -52,8 +52,9 @@ class Segmenter:
         return to_tensor(normalize(image_bgr, self.mean))[None]
 
     def labels(self, x):
-        """(H, W) uint8 class ids of one network input."""
-        return self.predict(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        """(H, W) uint8 class ids of one network input (an exported file's graph computes them itself)."""
+        pred = self.predict.labels(x) if self.takes_uint8 else self.predict(x).argmax(1)
+        return pred[0].to(torch.uint8).cpu().numpy()
 
     def __call__(self, image_bgr):
         return self.labels(self.input(image_bgr))

@@ -37,7 +37,7 @@ def test_the_float_input_of_the_eval_scripts_becomes_the_uint8_image_exactly():
     import torch
     seen = []
     mean = np.asarray([72.39, 82.91, 73.16], np.float32)
-    predict = ExportedPredictor(lambda a: seen.append(a) or np.zeros((1, 2, 4, 5), np.float32), mean)
+    predict = ExportedPredictor(lambda a, out: seen.append(a) or np.zeros((1, 2, 4, 5), np.float32), mean)
     image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)  # BGR
     x = torch.from_numpy((image[:, :, ::-1].astype(np.float32) - mean).transpose(2, 0, 1).copy())[None]
     predict(x)

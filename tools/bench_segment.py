@@ -53,7 +53,7 @@ def export(kind, ckpt, video, tmp):
         return ckpt
     out = os.path.join(tmp, {"onnx": "cgnet.onnx", "xml": "cgnet.xml", "int8": "cgnet_int8.xml"}[kind])
     tool = "export_onnx.py" if kind == "onnx" else "export_openvino.py"
-    extra = []
+    extra = ["--min_agreement", "0"]
     if kind == "int8":
         frames = os.path.join(tmp, "calibration")
         os.makedirs(frames, exist_ok=True)
@@ -63,9 +63,11 @@ def export(kind, ckpt, video, tmp):
             if ok:
                 cv2.imwrite(os.path.join(frames, f"{i:03d}.png"), frame)
         capture.release()
-        extra = ["--int8", "--calibration", frames, "--min_agreement", "0"]
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), "--resume", ckpt, "--out", out, *extra],
-                   check=True, capture_output=True, cwd=ROOT)
+        extra += ["--int8", "--calibration", frames]
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), "--resume", ckpt, "--out", out, *extra],
+                         capture_output=True, text=True, cwd=ROOT)
+    if run.returncode:
+        sys.exit(f"{tool} failed:\n{run.stdout}{run.stderr}")
     return out
 
 

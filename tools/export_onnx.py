@@ -93,9 +93,10 @@ def main(args):
         result.update(max_logit_diff=diff, agreement=agreement)
         log(f"ONNX Runtime vs PyTorch on a {image.shape[1]}x{image.shape[0]} image: largest logit difference "
             f"{diff:.2e}, argmax agreement {agreement * 100:.3f} %")
-        if agreement < MIN_AGREEMENT:
+        least = MIN_AGREEMENT if args.min_agreement is None else args.min_agreement
+        if agreement < least:
             raise UserError(f"the exported graph agrees with PyTorch on only {agreement * 100:.3f} % of the pixels "
-                            f"(< {MIN_AGREEMENT * 100:.1f} %), so {args.out} was not written; report this with "
+                            f"(< {least * 100:.1f} %), so {args.out} was not written; report this with "
                             f"your torch and onnxruntime versions.")
 
     atomic_write(args.out, write)
@@ -114,6 +115,9 @@ def get_args_parser():
                    help="statistics file whose mean to use for a checkpoint that records none (the original "
                         "release's); 19-class checkpoints default to the release's Cityscapes mean")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--min_agreement", type=float, default=None,
+                   help=f"least argmax agreement with PyTorch (default {MIN_AGREEMENT}); random weights, whose argmax "
+                        f"rounding flips, need less")
     return p
 
 
