@@ -9,6 +9,8 @@
     python benchmark.py --mode exact --scripts_default   # + what the eval scripts run on CPUs (in --all)
     python benchmark.py --all --clock cpu --threads 1    # on a CPU shared with other jobs
     python benchmark.py --mode exact onnxruntime         # ONNX Runtime (CPU) on the exported network
+    python benchmark.py --mode openvino openvino_int8 onnxruntime_int8 --input_size 360,640   # CPU runtimes
+    python benchmark.py --checkpoint cgnet_int8.xml --input_size 360,640   # an exported file (.onnx, .xml)
 
 Modes run in rounds (every mode once per round, in a shuffled order), so a load that comes and goes
 falls on all of them alike; the speed-up is the median over rounds of eager's time / the mode's time.
@@ -33,12 +35,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from dataset.datasets import load_image, normalize, to_tensor
 from dataset.specs import CITYSCAPES
 from engine.checkpoint import build_for_inference, input_mean, network_of
+from engine.exported import compile_openvino, is_exported, load_exported, onnxruntime_session
 from model import MODELS, build_model, count_parameters
 from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode
 from utils.device import keep_cpu_memory
 from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
 from utils.files import check_writable_file, save_json
+from tools.make_demo_data import street_scene
 
 NOTE = "Latency is wall-clock per forward pass (input to logits at the input's size, no argmax)."
 SYNC_NOTE = ("On CUDA every timed call ends with torch.cuda.synchronize(): without it a timing measures only "
@@ -59,7 +63,7 @@ PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
 
 
 def mode_name(text):
-    if text == ONNXRUNTIME:
+    if text in RUNTIMES:
         return text
     try:
         parse_mode(text)
@@ -70,29 +74,62 @@ def mode_name(text):
 
 SCRIPTS_DEFAULT = "default (eval)"
 ONNXRUNTIME = "onnxruntime"
+# Not torch modes: the network exported and run by ONNX Runtime or OpenVINO on the CPU (RuntimePredictor).
+RUNTIMES = (ONNXRUNTIME, "onnxruntime_int8", "openvino", "openvino_bf16", "openvino_int8", "openvino_int8_bf16")
+CALIBRATION_SCENES = 8  # synthetic street scenes the int8 modes are calibrated on, at the input size
+FILE, FILE_BF16 = "file", "file_bf16"  # --checkpoint of an exported file: as it runs in the scripts, and --amp bf16
 
 
-class OnnxRuntimePredictor:
-    """Not a torch mode: the BN-folded network exported to ONNX (as tools/export_onnx.py does, without its
-    uint8 preprocessing and argmax) run by ONNX Runtime on the CPU with torch's thread count;
+class RuntimePredictor:
+    """A mode of RUNTIMES: the BN-folded network exported to ONNX (as tools/export_onnx.py does, but without its
+    uint8 preprocessing and argmax, so that every mode gets the same float input) and run on the CPU by ONNX
+    Runtime (int8: quantize_static, QDQ) or OpenVINO (f32 pinned, or bf16; int8: NNCF post-training
+    quantization), with torch's thread count; int8 calibrated on `calibration` (float (1, 3, H, W) inputs).
     float (B, 3, H, W) -> logits, like Predictor."""
 
-    def __init__(self, model, device):
+    def __init__(self, model, device, mode, calibration):
         if device.type != "cpu":
-            raise RuntimeError("the onnxruntime mode runs on the CPU only")
-        import onnxruntime
+            raise RuntimeError(f"the {mode} mode runs on the CPU only")
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter
             path = os.path.join(tmp, "model.onnx")
             torch.onnx.export(fold_bn(model), (torch.zeros(1, 3, 64, 128),), path, input_names=["x"],
                               output_names=["logits"], dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}},
                               opset_version=17, dynamo=False)
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            samples = [{"x": c.numpy()} for c in calibration]
+            if mode == "onnxruntime_int8":
+                from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+                class Reader(CalibrationDataReader):
+                    def __init__(self):
+                        self.items = iter(samples)
+
+                    def get_next(self):
+                        return next(self.items, None)
+                quantize_static(path, os.path.join(tmp, "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+                path = os.path.join(tmp, "int8.onnx")
+            if mode.startswith(ONNXRUNTIME):
+                session = onnxruntime_session(path, "--mode")
+                self.run = lambda x: session.run(None, {"x": x})[0]
+                return
+            import openvino
+            ir = openvino.convert_model(path)
+            if "int8" in mode:
+                import nncf
+                ir = nncf.quantize(ir, nncf.Dataset(samples, lambda item: item["x"]), subset_size=len(samples))
+            request = compile_openvino(ir, "bf16" if mode.endswith("bf16") else "none").create_infer_request()
+            self.run = lambda x: request.infer({0: x})[0].copy()
 
     def __call__(self, x):
-        return torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])
+        return torch.from_numpy(self.run(np.ascontiguousarray(x.cpu().numpy())))
+
+
+def calibration_scenes(h, w, mean, seed):
+    """CALIBRATION_SCENES synthetic street scenes at H x W, preprocessed as the scripts do."""
+    rng = np.random.default_rng(seed)
+    mean = np.asarray(mean, np.float32)
+    return [to_tensor(normalize(np.ascontiguousarray(street_scene(rng, h, w)[0][:, :, ::-1]), mean))[None]
+            for _ in range(CALIBRATION_SCENES)]
 
 
 def get_args_parser():
@@ -107,8 +144,9 @@ def get_args_parser():
                         help="where to run (default: cuda when a GPU is visible, else cpu)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--mode", type=mode_name, nargs="+", default=None,
-                       help=f"presets ({', '.join(MODES)}), features joined by '+', or {ONNXRUNTIME} (ONNX Runtime "
-                            "on the CPU); eager is always run as the baseline (default: eager and exact)")
+                       help=f"presets ({', '.join(MODES)}), features joined by '+', or a CPU runtime "
+                            f"({', '.join(RUNTIMES)}; int8 calibrated on {CALIBRATION_SCENES} synthetic street "
+                            "scenes); eager is always run as the baseline (default: eager and exact)")
     which.add_argument("--compare", action="store_true",
                        help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
@@ -128,7 +166,9 @@ def get_args_parser():
     parser.add_argument("--keep_cpu_memory", action="store_true",
                         help="keep freed memory in the process (glibc mallopt): no page faults on fresh "
                              "activations; see utils.device.keep_cpu_memory")
-    parser.add_argument("--checkpoint", default="", help="weights to load (default: random initialisation)")
+    parser.add_argument("--checkpoint", default="",
+                        help="weights to load (default: random initialisation); an exported .onnx/.xml is timed as "
+                             "the scripts run it (and, for .xml, with bf16), with the first as the baseline")
     parser.add_argument("--image", default="",
                         help="measure on this image (resized to --input_size, Cityscapes mean subtracted) instead "
                              "of a smooth random one; with trained weights the argmax agreement means something")
@@ -349,7 +389,17 @@ def main(args):
     runs = args.runs if args.runs is not None else (50 if device.type == "cuda" else 5)
     h, w = args.input_size
     model = weights = None
-    if args.checkpoint:  # the network the file records (ours, mmsegmentation's) or its CGNet state_dict tells
+    exported = is_exported(args.checkpoint)
+    if exported:  # timed as the scripts run it: the file's own runtime, on the CPU
+        if device.type != "cpu" or args.compare or args.all or args.mode:
+            raise UserError(f"--checkpoint {args.checkpoint} is an exported file: it is timed as it is (and with bf16 "
+                            f"for an .xml) on the CPU; leave out --mode/--all/--compare and use --device cpu, or "
+                            f"give a .pth checkpoint.")
+        weights = load_exported(args.checkpoint, "--checkpoint")[1]
+        network = weights.network
+        args.model, args.classes = network["name"], network["classes"]
+        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
+    elif args.checkpoint:  # the network the file records (ours, mmsegmentation's) or its CGNet state_dict tells
         model, weights = build_for_inference(args.checkpoint, "--checkpoint", fallback=network_of(args))
         network = weights.network or network_of(args)
         args.model, args.classes = network["name"], network["classes"]
@@ -365,47 +415,66 @@ def main(args):
     if args.compare:
         return compare(args, device, x, clock, warmup, runs)
     torch.manual_seed(args.seed)
-    if model is None:
+    if model is None and not exported:
         try:
             model = build_model(args.model, args.classes, args.M, args.N)
         except ValueError as e:
             raise UserError(str(e)) from None
         calibrate_bn(model, smooth_image(2, min(h, 256), min(w, 512), args.seed + 1))
-    model.eval()
+    if model is not None:
+        model.eval()
 
-    modes = select_modes(args, device)
+    modes = select_modes(args, device) if not exported else [FILE] + [FILE_BF16] * args.checkpoint.endswith(".xml")
+    baseline = modes[0]
+    mean = weights.mean if weights is not None and weights.mean is not None else CITYSCAPES.release_mean
+    calibration = []
+
+    def build(mode):
+        if mode in (FILE, FILE_BF16):
+            return load_exported(args.checkpoint, "--checkpoint", "bf16" if mode == FILE_BF16 else "none")[0]
+        if mode in RUNTIMES:
+            if "int8" in mode and not calibration:
+                calibration.extend(calibration_scenes(h, w, mean, args.seed + 2))
+            return RuntimePredictor(model, device, mode, calibration)
+        return Predictor(model, mode, device)
     info = machine_info(device, args)
     summary = {
         "model": args.model, "M": args.M, "N": args.N, "classes": args.classes,
         "input_size": [args.batch_size, 3, h, w],
         "input": args.image or "smooth random image (seeded), mean-subtracted range",
         "weights": args.checkpoint or f"random initialisation (seed {args.seed}), BN statistics from smooth images",
-        "parameters": count_parameters(model),
-        "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE), "paper_size": [3, *PAPER_FLOPS_SIZE],
-        "gflops_input_size": count_gflops(model, h, w) * args.batch_size,
+        "parameters": count_parameters(model) if model else None,
+        "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE) if model else None,
+        "paper_size": [3, *PAPER_FLOPS_SIZE],
+        "gflops_input_size": count_gflops(model, h, w) * args.batch_size if model else None,
         "flops_counting": FLOPS_NOTE, "warmup": warmup, "runs": runs, "clock": args.clock,
         "memory_kind": MemoryPeak(device).kind,
     }
 
     print(notes(device))
-    print(f"{args.model} M={args.M} N={args.N}, {args.classes} classes: {summary['parameters']:,} parameters; "
-          f"{summary['gflops_paper_size']:.2f} GFLOPs at 3x{PAPER_FLOPS_SIZE[1]}x{PAPER_FLOPS_SIZE[0]} "
-          f"(paper: 6.0), {summary['gflops_input_size']:.2f} GFLOPs at {args.batch_size}x3x{h}x{w}")
-    print(FLOPS_NOTE)
+    if model is not None:
+        print(f"{args.model} M={args.M} N={args.N}, {args.classes} classes: {summary['parameters']:,} parameters; "
+              f"{summary['gflops_paper_size']:.2f} GFLOPs at 3x{PAPER_FLOPS_SIZE[1]}x{PAPER_FLOPS_SIZE[0]} "
+              f"(paper: 6.0), {summary['gflops_input_size']:.2f} GFLOPs at {args.batch_size}x3x{h}x{w}")
+        print(FLOPS_NOTE)
+    else:
+        print(f"{args.checkpoint}: {args.model}, {args.classes} classes, {weights.ckpt.get('precision')} "
+              f"({FILE}: as the scripts run it, f32 pinned; {FILE_BF16}: with --amp bf16); baseline: {FILE}")
     print(f"device: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads, "
           f"malloc {'kept' if kept else 'default'}; input: {summary['input']}; weights: {summary['weights']}")
 
     results, predictors, outputs = {}, {}, {}
     for mode in modes:
-        ort = mode == ONNXRUNTIME
-        row = {"mode": mode, "features": [mode] if ort else sorted(parse_mode(mode)), "exact": ort or is_exact(mode)}
+        runtime = mode in RUNTIMES or mode in (FILE, FILE_BF16)
+        row = {"mode": mode, "features": [mode] if runtime else sorted(parse_mode(mode)),
+               "exact": mode in (ONNXRUNTIME, "openvino", FILE) if runtime else is_exact(mode)}
         results[mode] = row
         try:
-            predict = OnnxRuntimePredictor(model, device) if ort else Predictor(model, mode, device)
+            predict = build(mode)
             timing, out = measure(predict, x, device, warmup)
         except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...) is reported
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if mode == "eager":
+            if mode == baseline:
                 raise
             continue
         row.update(timing, tf32=getattr(predict, "tf32", False))
@@ -427,10 +496,10 @@ def main(args):
     # How chaotic the network is: rounding only the input to bf16 (a change far below one grey level)
     # already moves this many argmaxes. bf16 modes cannot be judged more finely than this on these weights.
     summary["argmax_agreement_bf16_rounded_input"] = (
-        predictors["eager"](x.bfloat16().float()).cpu().argmax(1) == outputs["eager"].argmax(1)).double().mean().item()
+        predictors[baseline](x.bfloat16().float()).cpu().argmax(1) == outputs[baseline].argmax(1)).double().mean().item()
 
-    base_times = results["eager"]["times_s"]
-    ref = outputs["eager"]
+    base_times = results[baseline]["times_s"]
+    ref = outputs[baseline]
     ref_pred, scale = ref.argmax(1), ref.abs().max().clamp_min(1e-12)
     for mode, row in results.items():
         if "error" in row:
@@ -444,18 +513,18 @@ def main(args):
             "max_abs_diff": (outputs[mode] - ref).abs().max().item(),
             "max_rel_diff": ((outputs[mode] - ref).abs().max() / scale).item(),
         })
-        # "exact" is what was measured, not what the mode promises: an exact mode that disagrees with eager
-        # on a single pixel is not reported as exact.
-        row["exact"] = row["exact"] and (mode == "eager" or row["argmax_agreement"] == 1.0)
+        # "exact" is what was measured, not what the mode promises: an exact mode that disagrees with the
+        # baseline on a single pixel is not reported as exact.
+        row["exact"] = row["exact"] and (mode == baseline or row["argmax_agreement"] == 1.0)
     if hasattr(os, "getloadavg"):
         info["load_average_end"] = os.getloadavg()[0]
 
-    print_table(results, summary["memory_kind"], args.clock)
+    print_table(results, summary["memory_kind"], args.clock, baseline)
     if ONNXRUNTIME in results and "error" not in results[ONNXRUNTIME]:
         print(ORT_MEMORY_NOTE)
     if device.type == "cuda":
         print(TF32_NOTE.format(torch.backends.cudnn.allow_tf32))
-    print(f"sensitivity of these weights: eager on the input rounded to bf16 agrees with eager on "
+    print(f"sensitivity of these weights: {baseline} on the input rounded to bf16 agrees with {baseline} on "
           f"{100 * summary['argmax_agreement_bf16_rounded_input']:.3f}% of pixels.")
     if "load_average_start" in info:
         print(f"load average (1 min) at the start {info['load_average_start']:.2f}, at the end "
@@ -506,7 +575,7 @@ def write_json(path, report):
     print(f"wrote {path}")
 
 
-def print_table(results, memory_kind, clock="wall"):
+def print_table(results, memory_kind, clock="wall", baseline="eager"):
     head = (f"{'mode':<16}{'exact':>6}{'median ms':>11}{'p10-p90 ms':>17}{'min-max ms':>17}{'fps':>8}"
             f"{'speed-up med/min':>18}{'argmax agree':>14}{'max rel diff':>14}{'peak MB':>9}{'1st call s':>11}")
     print(head)
@@ -518,16 +587,16 @@ def print_table(results, memory_kind, clock="wall"):
             continue
         spread = f"{row['p10_ms']:.1f}-{row['p90_ms']:.1f}", f"{row['min_ms']:.1f}-{row['max_ms']:.1f}"
         speedup = f"{row['speedup_vs_eager']:.2f}x/{row['speedup_vs_eager_min']:.2f}x"
-        agree = "baseline" if row["mode"] == "eager" else f"{100 * row['argmax_agreement']:.3f}%"
+        agree = "baseline" if row["mode"] == baseline else f"{100 * row['argmax_agreement']:.3f}%"
         fps = f"{row['fps']:.2f}" if row["fps"] is not None else "-"
         print(f"{row['mode']:<16}{exact:>6}{row['median_ms']:>11.1f}{spread[0]:>17}{spread[1]:>17}{fps:>8}"
               f"{speedup:>18}{agree:>14}{row['max_rel_diff']:>14.1e}{row['peak_memory_mb']:>9.0f}"
               f"{row['first_call_s']:>11.1f}")
     if clock == "cpu":
         print("times are this process's CPU time per call (all threads), not latency.")
-    print("speed-up: median over rounds of eager's time / the mode's, and eager's fastest / the mode's fastest; "
-          "argmax agreement and max |diff| / max |logit|: against eager on the same input; exact: an exact mode "
-          "that agreed with eager on 100 % of the pixels; "
+    print(f"speed-up: median over rounds of {baseline}'s time / the mode's, and {baseline}'s fastest / the mode's "
+          f"fastest; argmax agreement and max |diff| / max |logit|: against {baseline} on the same input; exact: "
+          f"an exact mode that agreed with {baseline} on 100 % of the pixels; "
           f"peak MB: {memory_kind}, above the level before the call.")
 
 

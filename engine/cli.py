@@ -84,7 +84,7 @@ def eval_parser(spec, list_flag, list_default, save_default, description, labell
     p.add_argument("--batch_size", type=positive_int, default=1,
                    help="images per forward pass (all images must have the same size when > 1)")
     p.add_argument("--resume", default=spec.resume_eval if list_flag == "--val_data_list" else spec.resume_test,
-                   help="checkpoint to evaluate (required to exist)")
+                   help="checkpoint to evaluate (required to exist): .pth, or an exported .onnx/.xml (CPU)")
     p.add_argument("--save_seg_dir", default=save_default, help="where prediction PNGs are written")
     if labelled:
         p.add_argument("--metrics", default=None, metavar="FILE",

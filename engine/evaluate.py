@@ -11,6 +11,7 @@ import torch
 from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from dataset.inform import get_inform, read_inform
 from engine.checkpoint import build_for_inference, input_mean, network_of
+from engine.exported import is_exported, load_exported
 from model.inference import Predictor, predict_multiscale
 from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
 from utils.dist import log
@@ -120,15 +121,36 @@ def predictor(args, model, device):
     return Predictor(model, "+".join(features), device)
 
 
-def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
-    """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None, palette) queues
-    its PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
-    check_outputs. Returns (samples, confusion matrix or None, class names)."""
+def load_predictor(args):
+    """(predict, Weights, device) of --resume: an exported file (.onnx, .xml) runs on the CPU through
+    engine.exported; a checkpoint through predictor() on the device the flags select."""
+    if is_exported(args.resume):
+        predict, weights = load_exported(args.resume, "--resume", args.amp, args.compile)
+        check_network(weights, args)
+        return predict, weights, torch.device("cpu")
     device, _ = select_device(args)
     use_device(device)
     model, weights = build_for_inference(args.resume, fallback=network_of(args), model_name=args.model,
                                          classes=args.classes)
-    model = model.to(device)
+    return predictor(args, model.to(device), device), weights, device
+
+
+def check_network(weights, args):
+    """An exported file's recorded network against the script's --model and class count."""
+    network = weights.network
+    if network["name"] != args.model:
+        raise UserError(f"--resume {args.resume} was exported from --model {network['name']}, not {args.model}; "
+                        f"pass --model {network['name']}.")
+    if network["classes"] != args.classes:
+        raise UserError(f"--resume {args.resume} does not fit: it has {network['classes']} classes but the model "
+                        f"{args.classes} (an export of the other dataset, or a wrong --classes?).")
+
+
+def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
+    """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None, palette) queues
+    its PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
+    check_outputs. Returns (samples, confusion matrix or None, class names)."""
+    predict, weights, device = load_predictor(args)
     names, palette = eval_classes(weights, spec)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
     mean = eval_mean(args, weights)
@@ -141,7 +163,6 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             raise UserError(f"--batch_size {args.batch_size} stacks images, but {list_flag} names images of "
                             f"different sizes (e.g. {a} and {b}); use --batch_size 1.")
     dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
-    predict = predictor(args, model, device)
     loader = make_loader(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device) if with_label else None
@@ -155,6 +176,8 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             elif args.multi_scale or args.flip:
                 pred = predict_multiscale(predict, images.to(device, non_blocking=True),
                                           args.multi_scale or [1.0], args.flip, args.classes).argmax(1)
+            elif is_exported(args.resume):
+                pred = predict.labels(images)  # the graph's own argmax
             else:
                 pred = predict(images).argmax(1)
             if conf is not None:

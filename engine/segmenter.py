@@ -24,6 +24,7 @@ import torch
 from dataset.datasets import normalize, to_tensor
 from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
 from engine.evaluate import predictor
+from engine.exported import is_exported, load_exported
 from utils.device import select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
@@ -40,7 +41,7 @@ DEFAULT_FPS = 25.0
 
 @dataclass
 class Segmenter:
-    predict: object           # preprocessed (B, 3, H, W) float tensor -> logits (B, classes, H, W)
+    predict: object           # input() of an image -> logits (B, classes, H, W); preprocessed float inputs too
     mean: np.ndarray          # what preprocessing subtracts (dataset.datasets.normalize)
     network: dict             # build_model's keyword arguments
     dataset: str              # the dataset it was trained for, or None
@@ -50,6 +51,7 @@ class Segmenter:
     path: str
     max_side: int = MAX_SIDE  # 0: no cap (memory grows with the image)
     tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
+    takes_uint8: bool = False  # an exported file: its graph takes the BGR image itself (engine.exported)
 
     @property
     def classes(self):
@@ -61,21 +63,28 @@ class Segmenter:
         return self.tile and h * w > TILE[0] * TILE[1]
 
     def input(self, image_bgr):
-        """The network input (1, 3, h, w) of a BGR uint8 image: the evaluation scripts' preprocessing, on the
-        image shrunk to a long side of max_side when it is larger (and tiling is off)."""
+        """The network input of a BGR uint8 image, shrunk to a long side of max_side when it is larger (and
+        tiling is off): see prepare()."""
         h, w = image_bgr.shape[:2]
         if self.max_side and not self.tile and max(h, w) > self.max_side:
             f = self.max_side / max(h, w)
             size = (max(1, round(w * f)), max(1, round(h * f)))
             image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        return self.prepare(image_bgr)
+
+    def prepare(self, image_bgr):
+        """(1, 3, H, W): the evaluation scripts' preprocessing; for an exported file the image itself
+        (1, H, W, 3), which its graph preprocesses."""
+        if self.takes_uint8:
+            return torch.from_numpy(np.ascontiguousarray(image_bgr))[None]
         return to_tensor(normalize(image_bgr, self.mean))[None]
 
     def labels(self, x, size=None):
         """(H, W) uint8 class ids of one network input; `size` (H, W): the original image's, when x was shrunk."""
-        logits = self.predict(x)
-        if size is None or tuple(size) == tuple(logits.shape[2:]):
-            return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-        return upsampled_argmax(logits[0].float().cpu().numpy(), size)
+        if size is None or tuple(size) == tuple(x.shape[1:3] if self.takes_uint8 else x.shape[2:]):
+            pred = self.predict.labels(x) if self.takes_uint8 else self.predict(x).argmax(1)  # exported: the graph's
+            return pred[0].to(torch.uint8).cpu().numpy()
+        return upsampled_argmax(self.predict(x)[0].float().cpu().numpy(), size)
 
     def __call__(self, image_bgr):
         if self.tiled(image_bgr):
@@ -93,7 +102,7 @@ class Segmenter:
         for y in range(0, h, step_h):
             for x in range(0, w, step_w):
                 y0, x0, y1, x1 = max(0, y - m), max(0, x - m), min(h, y + step_h + m), min(w, x + step_w + m)
-                pred = self.labels(to_tensor(normalize(image_bgr[y0:y1, x0:x1], self.mean))[None])
+                pred = self.labels(self.prepare(image_bgr[y0:y1, x0:x1]))
                 out[y:y + step_h, x:x + step_w] = pred[y - y0:y - y0 + step_h, x - x0:x - x0 + step_w]
         return out
 
@@ -123,13 +132,19 @@ def load_segmenter(args, path=None, flag="--resume"):
     """The segmenter of `path` (default args.resume) on the device the flags select; args.max_side and
     args.tile, when present, set how large images are segmented."""
     path = path or args.resume
+    size = {"max_side": getattr(args, "max_side", MAX_SIDE), "tile": getattr(args, "tile", False)}
+    if is_exported(path):  # .onnx / .xml: on the CPU, through the file's runtime
+        predict, weights = load_exported(path, flag, args.amp, args.compile)
+        names, palette = class_table(weights)
+        return Segmenter(predict, weights.mean, weights.network, weights.dataset, names, palette,
+                         torch.device("cpu"), path, takes_uint8=True, **size)
     device, _ = select_device(args)
     use_device(device)
     model, weights = build_for_inference(path, flag)
     mean = checkpoint_mean(weights, path, getattr(args, "inform_data_file", None), flag)
     names, palette = class_table(weights)
     return Segmenter(predictor(args, model.to(device), device), mean, weights.network, weights.dataset,
-                     names, palette, device, path, getattr(args, "max_side", MAX_SIDE), getattr(args, "tile", False))
+                     names, palette, device, path, **size)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Fast inference: BatchNorm folding, channels_last, torch.compile, autocast; multi-scale + flip testing.
+"""Fast inference: BatchNorm folding, channels_last, torch.compile, autocast; multi-scale + flip testing;
+the deployable network (preprocessing and argmax inside) that the ONNX and OpenVINO exports write.
 
 An eval loop prepares the model once and calls the predictor per image:
 
@@ -20,6 +21,7 @@ back to eager.
 import copy
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -161,6 +163,22 @@ class Predictor:
         with self._precision():
             out = self.forward(images)
         return out.float()
+
+
+class Deployable(nn.Module):
+    """The network with the original's preprocessing in front (dataset.datasets.normalize: BGR -> RGB, minus
+    the mean) and the argmax behind: uint8 (N, H, W, 3) BGR, as cv2.imread returns it -> labels (N, H, W)
+    int64, logits (N, C, H, W) float32. The graph both exports (ONNX, OpenVINO IR) hold."""
+
+    def __init__(self, model, mean):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean, np.float32)).view(1, 3, 1, 1))
+
+    def forward(self, image):
+        x = image.flip(-1).permute(0, 3, 1, 2).float() - self.mean  # (N, 3, H, W), RGB, mean subtracted
+        logits = self.model(x)
+        return logits.argmax(1), logits
 
 
 def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=None):

@@ -1,10 +1,11 @@
-"""Frames/second of tools/segment.py on a synthetic 640x360 street video: default, --amp bf16, eager.
+"""Frames/second of tools/segment.py on a synthetic 640x360 street video: default, --amp bf16, eager, and the
+exported files (ONNX, OpenVINO fp32 and int8) given as --resume.
 
 Each configuration runs tools/segment.py as its own process (the allocator setting of the fast path
 is process-wide), in rounds that interleave the configurations; the table gives the median fps of the
 frame loop (decode, network, overlay, mp4 encoding) that segment.py prints.
 
-    python tools/bench_segment.py [--frames 60] [--rounds 2] [--configs plain,default,bf16]
+    python tools/bench_segment.py [--frames 60] [--rounds 2] [--configs plain,default,bf16,openvino_int8]
 """
 import argparse
 import os
@@ -24,20 +25,50 @@ import torch  # noqa: E402
 from dataset.specs import CITYSCAPES  # noqa: E402
 from engine.checkpoint import self_contained  # noqa: E402
 from model import build_model  # noqa: E402
-from tools.make_demo_data import _street  # noqa: E402
+from tools.make_demo_data import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 
-CONFIGS = {"plain": ["--plain", "true"], "default": [], "bf16": ["--amp", "bf16"], "compile": ["--compile", "true"]}
+# configuration: (the file given as --resume, extra flags)
+CONFIGS = {"plain": ("pth", ["--plain", "true"]), "default": ("pth", []), "bf16": ("pth", ["--amp", "bf16"]),
+           "compile": ("pth", ["--compile", "true"]), "onnx": ("onnx", []), "openvino": ("xml", []),
+           "openvino_bf16": ("xml", ["--amp", "bf16"]), "openvino_int8": ("int8", []),
+           "openvino_int8_bf16": ("int8", ["--amp", "bf16"])}
+CALIBRATION_FRAMES = 20
 
 
 def make_video(path, frames, w=640, h=360):
     """A street scene panning sideways: every frame differs, as in a drive."""
-    scene = np.ascontiguousarray(_street(np.random.default_rng(0), h, 2 * w)[0][:, :, ::-1])
+    scene = np.ascontiguousarray(street_scene(np.random.default_rng(0), h, 2 * w)[0][:, :, ::-1])
     video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
     for i in range(frames):
         x = i * w // max(frames, 1)
         video.write(np.ascontiguousarray(scene[:, x:x + w]))
     video.release()
+
+
+def export(kind, ckpt, video, tmp):
+    """The file of `kind` for the checkpoint: itself, or exported by the project's tools (int8 calibrated on
+    frames of the video; random weights: the agreement check is not the point, speed is)."""
+    if kind == "pth":
+        return ckpt
+    out = os.path.join(tmp, {"onnx": "cgnet.onnx", "xml": "cgnet.xml", "int8": "cgnet_int8.xml"}[kind])
+    tool = "export_onnx.py" if kind == "onnx" else "export_openvino.py"
+    extra = ["--min_agreement", "0"]
+    if kind == "int8":
+        frames = os.path.join(tmp, "calibration")
+        os.makedirs(frames, exist_ok=True)
+        capture = cv2.VideoCapture(video)
+        for i in range(CALIBRATION_FRAMES):
+            ok, frame = capture.read()
+            if ok:
+                cv2.imwrite(os.path.join(frames, f"{i:03d}.png"), frame)
+        capture.release()
+        extra += ["--int8", "--calibration", frames]
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), "--resume", ckpt, "--out", out, *extra],
+                         capture_output=True, text=True, cwd=ROOT)
+    if run.returncode:
+        sys.exit(f"{tool} failed:\n{run.stdout}{run.stderr}")
+    return out
 
 
 def main(a):
@@ -49,11 +80,13 @@ def main(a):
         torch.save(self_contained(build_model("CGNet", 19).state_dict(),
                                   {"name": "CGNet", "classes": 19, "M": 3, "N": 21}, "cityscapes",
                                   CITYSCAPES.release_mean), ckpt)
+        files = {kind: export(kind, ckpt, video, tmp) for kind in {CONFIGS[name][0] for name in rows}}
         for _ in range(a.rounds):
             for name in rows:
-                out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "segment.py"), "--resume", ckpt,
-                                      video, "--out", os.path.join(tmp, name), "--cuda", str(a.cuda),
-                                      *CONFIGS[name]], capture_output=True, text=True, cwd=ROOT)
+                kind, flags = CONFIGS[name]
+                out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "segment.py"), "--resume",
+                                      files[kind], video, "--out", os.path.join(tmp, name), "--cuda", str(a.cuda),
+                                      *flags], capture_output=True, text=True, cwd=ROOT)
                 found = re.search(r"at ([\d.]+) frames/s", out.stdout)
                 if out.returncode or not found:
                     sys.exit(f"segment.py {name} failed:\n{out.stdout}{out.stderr}")
@@ -61,10 +94,10 @@ def main(a):
     base = statistics.median(rows["plain"]) if "plain" in rows else None
     print(f"tools/segment.py on a 640x360 video of {a.frames} frames, {a.rounds} rounds, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'configuration':<14}{'fps':>8}{'vs plain':>10}")
+    print(f"{'configuration':<20}{'fps':>8}{'vs plain':>10}")
     for name, fps in rows.items():
         med = statistics.median(fps)
-        print(f"{name:<14}{med:>8.2f}{(f'{med / base:.2f}x' if base else ''):>10}")
+        print(f"{name:<20}{med:>8.2f}{(f'{med / base:.2f}x' if base else ''):>10}")
     return rows
 
 

@@ -206,7 +206,7 @@ def _pole(c, xc, yb, f):
             c.ellipse(xc, top + s * (0.5 + k), s * 0.4, s * 0.4, LIGHT, c.look(on, 5, fine=4))
 
 
-def _street(rng, h, w):
+def street_scene(rng, h, w):
     """One random street scene: (RGB uint8 (H, W, 3), trainId-with-EGO classes uint8 (H, W))."""
     c = _Canvas(rng, h, w)
     hz = h * rng.uniform(0.38, 0.5)  # horizon: buildings stand on it and the road starts there
@@ -325,7 +325,7 @@ def _build(root, params, samples, lists, verbose):
     h, w = params["size"]
     kind = ("cityscapes", "camvid").index(params["dataset"])
     for k, i, img, labels in samples:
-        rgb, cls = _street(np.random.default_rng([params["seed"], kind, k, i]), h, w)
+        rgb, cls = street_scene(np.random.default_rng([params["seed"], kind, k, i]), h, w)
         _save_png(os.path.join(root, img), np.ascontiguousarray(rgb[..., ::-1]))  # cv2 writes BGR
         for lab, table in labels:
             _save_png(os.path.join(root, lab), table[cls])

@@ -237,7 +237,8 @@ def get_args_parser():
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files, folders (recursively, their videos too), quoted globs such as 'shots/*.jpg', "
                         "video files, stream URLs (rtsp://, http(s)://: anything OpenCV's FFmpeg opens)")
-    p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's")
+    p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's; "
+                                                   "or an exported .onnx/.xml (runs on the CPU)")
     p.add_argument("--out", required=True, help="folder to write the results to (created if missing)")
     p.add_argument("--camera", type=non_negative_int, default=None,
                    help="also segment this camera (0: the first), live, into OUT/camera{N}_overlay.mp4")
