@@ -103,10 +103,11 @@ def main(a):
 
 def get_args_parser():
     p = argparse.ArgumentParser(description="Time tools/segment.py on a synthetic 640x360 video.")
-    p.add_argument("--frames", type=positive_int, default=60)
-    p.add_argument("--rounds", type=positive_int, default=2)
+    p.add_argument("--frames", type=positive_int, default=60, help="frames of the synthetic 640x360 video")
+    p.add_argument("--rounds", type=positive_int, default=2,
+                   help="runs of every configuration, interleaved; the median of each is reported")
     p.add_argument("--configs", default="plain,default,bf16", help=f"comma-separated, from {', '.join(CONFIGS)}")
-    p.add_argument("--cuda", default="true")
+    p.add_argument("--cuda", default="true", help="passed to tools/segment.py: use a GPU if one is visible")
     return p
 
 
