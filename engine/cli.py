@@ -4,6 +4,7 @@ import os
 
 from dataset.custom import read_description
 from dataset.specs import DatasetSpec, spec_from_description
+from engine.segmenter import MAX_SIDE
 from model import MODELS
 from utils.args import positive_float, positive_int, non_negative_int, scale_list, seed_int, size_pair, str2bool
 
@@ -129,3 +130,26 @@ def spec_of_argv(argv):
         return custom_spec(data_dir) if data_dir else UNPREPARED
     except Exception:  # reported by main() with the parsed flags, after argparse had its say
         return UNPREPARED
+
+
+def segmenter_flags(parser):
+    """The flags of load_segmenter(): what tools/segment.py and tools/webui.py take to run a model file."""
+    parser.add_argument("--resume", required=True,
+                        help="checkpoint: ours (self-contained), the original release's or mmsegmentation's; or an "
+                             "exported .onnx/.xml (runs on the CPU)")
+    parser.add_argument("--max_side", type=non_negative_int, default=MAX_SIDE,
+                        help="larger images are shrunk to this long side for the network, the predictions resized "
+                             "back to the original size (bounds memory; 2048 keeps Cityscapes images as they are); "
+                             "0: no cap")
+    parser.add_argument("--tile", type=str2bool, nargs="?", const=True, default=False,
+                        help="segment at full resolution in overlapping tiles instead (slower; memory still bounded)")
+    parser.add_argument("--inform_data_file", default=None,
+                        help="statistics file whose mean to use for a checkpoint that records none (the original "
+                             "release's); 19-class checkpoints default to the release's Cityscapes mean")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                        help="autocast inference (OpenVINO's bf16 for an .xml): faster, not bit-exact")
+    parser.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (exact)")
+    parser.add_argument("--plain", type=str2bool, default=False,
+                        help="the original's eager fp32 forward, to measure what the default path gains")
+    parser.add_argument("--cuda", type=str2bool, default=True, help="use a GPU if one is visible (true/false)")
+    parser.add_argument("--gpus", default="0", help="GPU id to use; '' runs on the CPU")

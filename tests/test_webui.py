@@ -239,3 +239,16 @@ def test_an_examples_folder_that_is_missing_ends_with_one_sentence(untrained, tm
                     capsys)
     assert message == (f"error: --examples {tmp_path / 'no'} is not a folder; give a folder of images, or leave "
                        f"the flag out.")
+
+
+def test_the_page_takes_the_model_flags_of_tools_segment(untrained):
+    """The same --resume, --max_side, --tile, --amp, ... as tools/segment.py, so a file segments alike in both."""
+    from tools import segment
+    flags = {"--resume", "--max_side", "--tile", "--inform_data_file", "--amp", "--compile", "--plain", "--cuda",
+             "--gpus"}
+    for parser in (webui.get_args_parser(), segment.get_args_parser()):
+        assert flags <= set(parser._option_string_actions)
+    args = webui.get_args_parser().parse_args(["--resume", untrained()["ckpt"], "--cuda", "false", "--tile",
+                                               "--max_side", "1024"])
+    seg = webui.load_segmenter(args)
+    assert seg.tile and seg.max_side == 1024

@@ -30,7 +30,8 @@ import cv2  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dataset.datasets import image_header  # noqa: E402
-from engine.segmenter import MAX_SIDE, ahead, is_url, load_segmenter, open_capture, segment_video  # noqa: E402
+from engine.cli import segmenter_flags  # noqa: E402
+from engine.segmenter import ahead, is_url, load_segmenter, open_capture, segment_video  # noqa: E402
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -237,8 +238,6 @@ def get_args_parser():
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files, folders (recursively, their videos too), quoted globs such as 'shots/*.jpg', "
                         "video files, stream URLs (rtsp://, http(s)://: anything OpenCV's FFmpeg opens)")
-    p.add_argument("--resume", required=True, help="checkpoint: ours (self-contained) or the original release's; "
-                                                   "or an exported .onnx/.xml (runs on the CPU)")
     p.add_argument("--out", required=True, help="folder to write the results to (created if missing)")
     p.add_argument("--camera", type=non_negative_int, default=None,
                    help="also segment this camera (0: the first), live, into OUT/camera{N}_overlay.mp4")
@@ -250,21 +249,7 @@ def get_args_parser():
                         "a display")
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds a stream URL may take to open or to send a frame")
-    p.add_argument("--max_side", type=non_negative_int, default=MAX_SIDE,
-                   help="larger images are shrunk to this long side for the network, the predictions resized back "
-                        "to the original size (bounds memory; 2048 keeps Cityscapes images as they are); 0: no cap")
-    p.add_argument("--tile", type=str2bool, nargs="?", const=True, default=False,
-                   help="segment at full resolution in overlapping tiles instead (slower; memory still bounded)")
-    p.add_argument("--inform_data_file", default=None,
-                   help="statistics file whose mean to use for a checkpoint that records none (the original "
-                        "release's); 19-class checkpoints default to the release's Cityscapes mean")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
-                   help="autocast inference: faster, not bit-exact")
-    p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (exact)")
-    p.add_argument("--plain", type=str2bool, default=False,
-                   help="the original's eager fp32 forward, to measure what the default path gains")
-    p.add_argument("--cuda", type=str2bool, default=True, help="use a GPU if one is visible (true/false)")
-    p.add_argument("--gpus", default="0", help="GPU id to use; '' runs on the CPU")
+    segmenter_flags(p)
     return p
 
 

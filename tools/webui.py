@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dataset.datasets import image_header  # noqa: E402
+from engine.cli import segmenter_flags  # noqa: E402
 from engine.segmenter import load_segmenter, segment_video  # noqa: E402
-from utils.args import positive_float, positive_int, str2bool  # noqa: E402
+from utils.args import positive_float, positive_int  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import save_png  # noqa: E402
@@ -302,7 +303,6 @@ def main(args):
 def get_args_parser():
     p = argparse.ArgumentParser(description="A web page to try a CGNet checkpoint on images and videos.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--resume", required=True, help="checkpoint: ours, the original release's or mmsegmentation's")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind: 127.0.0.1 serves this machine only, 0.0.0.0 every network interface")
     p.add_argument("--port", type=positive_int, default=7860, help="port to serve on")
@@ -311,15 +311,7 @@ def get_args_parser():
     p.add_argument("--max_megapixels", type=positive_float, default=50.0, help="largest image or frame accepted")
     p.add_argument("--max_video_seconds", type=positive_float, default=60.0, help="longest video accepted")
     p.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted, in MB")
-    p.add_argument("--inform_data_file", default=None,
-                   help="statistics file whose mean to use for a checkpoint that records none (the original "
-                        "release's); 19-class checkpoints default to the release's Cityscapes mean")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
-                   help="autocast inference: faster, not bit-exact")
-    p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (exact)")
-    p.add_argument("--plain", type=str2bool, default=False, help="the original's eager fp32 forward")
-    p.add_argument("--cuda", type=str2bool, default=True, help="use a GPU if one is visible (true/false)")
-    p.add_argument("--gpus", default="0", help="GPU id to use; '' runs on the CPU")
+    segmenter_flags(p)
     return p
 
 
