@@ -3,6 +3,7 @@
 import os
 import re
 import shlex
+import socket
 import sys
 
 import pytest
@@ -102,3 +103,10 @@ def untrained(synthetic, tmp_path_factory):
 def cs(synthetic):
     """6 train, 2 val, 2 test Cityscapes-layout images of 48x96."""
     return synthetic()
+
+
+def free_port():
+    """A loopback port no one listens on now (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,11 +15,11 @@ import benchmark
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
-from conftest import fails
+from conftest import fails, free_port
 from engine.checkpoint import build_for_inference, class_table
 from engine.exported import load_exported
 from model import build_model
-from tools import export_onnx, export_openvino, segment
+from tools import export_onnx, export_openvino, segment, webui
 from tools.bench_segment import make_video
 from tools.make_demo_data import make_cityscapes
 from utils.errors import run_cli
@@ -122,6 +122,24 @@ def test_segment_runs_an_ir_on_images_and_videos(exported, tmp_path):
         preds[kind] = cv2.imread(str(out / (os.path.basename(image)[:-4] + ".png")), cv2.IMREAD_UNCHANGED)
         assert (out / "drive_overlay.mp4").is_file()
     assert np.mean(preds["pth"] == preds["xml"]) >= 0.999
+
+
+def test_the_web_page_serves_an_exported_file_as_tools_segment_does(exported, tmp_path):
+    from gradio_client import Client, handle_file
+    image = sorted(glob.glob(f"{exported['cs']}/leftImg8bit/val/*/*.png"))[0]
+    args = webui.get_args_parser().parse_args(["--resume", exported["onnx"], "--port", str(free_port())])
+    seg = webui.load_segmenter(args)
+    app = webui.build_app(seg, str(tmp_path))
+    try:
+        url = webui.launch(app, args, [], block=False)
+        *_, files = Client(url, verbose=False).predict(handle_file(image), 0.5, api_name="/segment")
+    finally:
+        app.close()
+    run_cli(segment.main, segment.get_args_parser(), ["--resume", exported["onnx"], image, "--out", str(tmp_path / "out")])
+    name = os.path.basename(image)[:-4]
+    assert seg.describe().startswith("CGNet M1N2, 19 classes")
+    assert np.array_equal(cv2.imread(files[0], cv2.IMREAD_UNCHANGED),
+                          cv2.imread(str(tmp_path / "out" / f"{name}.png"), cv2.IMREAD_UNCHANGED))
 
 
 def test_int8_export_checked_on_a_labelled_list(exported, tmp_path):

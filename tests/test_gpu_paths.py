@@ -18,6 +18,7 @@ import camvid_test
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
+from conftest import free_port
 import engine.evaluate as evaluate
 import engine.train as engine
 from model.inference import Predictor
@@ -205,12 +206,6 @@ def _report(fail_on):
     du.barrier()
     du.cleanup()
     return os.environ["MASTER_PORT"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

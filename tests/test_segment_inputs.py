@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import engine.segmenter as segmenter
-from conftest import ROOT, fails
+from conftest import ROOT, fails, free_port
 from tools import segment
 from utils.errors import run_cli
 
@@ -215,12 +215,6 @@ def test_an_8000x6000_photo_segments_within_3_gb_at_its_size(tmp_path):
     assert peak_kb <= 3 * 2 ** 20, f"peak RSS {peak_kb / 2 ** 20:.2f} GB"
     for name in segment.IMAGE_OUTPUTS:
         assert Image.open(tmp_path / "out" / f"big{name}").size == (8000, 6000)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
