@@ -26,8 +26,8 @@ def get_args_parser():
                                             f"it reaches val mIoU >= {THRESHOLD}.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="demo/learning_check", help="folder for the dataset and the run")
-    p.add_argument("--epochs", type=positive_int, default=15)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=15, help="training epochs (the check asks for 15)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the data and the training run")
     return p
 
 
