@@ -67,7 +67,7 @@ def main(a):
 demo finished in {minutes:.1f} min: validation mIoU {metrics['mIoU'] * 100:.1f} % on {metrics['images']} synthetic images
   training log and curves  {run_dir}/log.txt, {run_dir}/log.png
   checkpoints              {run_dir}/ (model_N.pth as the original, checkpoint.pth to resume)
-  val predictions, panels  {val_dir}/ (*.png trainIds, *_color.png, *_panel.png, metrics.json)
+  val predictions, panels  {val_dir}/ (*.png trainIds, *_color.png, *_panel.png, metrics.json, confusion.png)
   test colour PNGs         {test_dir}/ (*_color.png, *_overlay.png)
   submission (labelIds)    {submit}/ and {out}/result/cityscapes_submit.zip""")
 
