@@ -242,22 +242,20 @@ def open_capture(source, timeout=10.0):
     """An opened cv2.VideoCapture of a video file, a camera index (int) or a stream URL, or one sentence."""
     if isinstance(source, int):
         capture = cv2.VideoCapture(source)
-        if not capture.isOpened():
-            raise UserError(f"camera {source} cannot be opened; check --camera (0 is the first camera) and that no "
-                            f"other program is using it.")
-        return capture
-    if is_url(source):
+        problem = (f"camera {source} cannot be opened; check --camera (0 is the first camera) and that no other "
+                   f"program is using it.")
+    elif is_url(source):
         ms = int(timeout * 1000)
         capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-        if not capture.isOpened():
-            raise UserError(f"stream {source} did not answer within {timeout:g} s or is not a video OpenCV can "
-                            f"open; check the address (and --timeout for a slow network).")
-        return capture
-    capture = cv2.VideoCapture(source)
+        problem = (f"stream {source} did not answer within {timeout:g} s or is not a video OpenCV can open; check "
+                   f"the address (and --timeout for a slow network).")
+    else:
+        capture = cv2.VideoCapture(source)
+        problem = (f"video {source} cannot be read by OpenCV (damaged, or not a video); convert it to mp4 or give "
+                   f"its frames as images.")
     if not capture.isOpened():
-        raise UserError(f"video {source} cannot be read by OpenCV (damaged, or not a video); "
-                        f"convert it to mp4 or give its frames as images.")
+        raise UserError(problem)
     return capture
 
 
@@ -374,9 +372,15 @@ class Ends:
         return None
 
 
-def write_overlay(video, seg, frame, pred):
-    image = overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1]
-    video.write(np.ascontiguousarray(image))
+def blend(seg, frame, pred):
+    """The BGR overlay of one frame."""
+    return np.ascontiguousarray(overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1])
+
+
+def write_overlay(video, seg, frame, pred, image=None):
+    """Write (and return) the overlay of one frame; `image`: that overlay when it was already blended."""
+    image = blend(seg, frame, pred) if image is None else image
+    video.write(image)
     return image
 
 
@@ -389,10 +393,12 @@ def segment_frames(seg, capture, video, ends, source):
         with ahead(decode_video(capture, seg)) as decoded:
             for frame, x in decoded:
                 pred = seg.labels(x, frame.shape[:2])
-                writer.submit(write_overlay, video, seg, frame, pred)
+                # Blended here only when a window shows it too (once for both), else in the writer's thread.
+                image = blend(seg, frame, pred) if ends.window is not None and ends.window.open else None
+                writer.submit(write_overlay, video, seg, frame, pred, image)
                 frames += 1
                 progress.update()
-                stopped = ends.after(frames, lambda: overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1])
+                stopped = ends.after(frames, lambda: image)
                 if stopped:
                     break
     finally:

@@ -100,6 +100,18 @@ def untrained(synthetic, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trained_tiny(synthetic, tmp_path_factory):
+    """{"cs": 4 train, 2 val, 2 test Cityscapes-layout images of 48x96, "ckpt": a CGNet M1N2 trained one epoch
+    on them}, made once per session: for the exports, whose checks need a network that has seen data."""
+    import cityscapes_train
+    cs = synthetic(n_train=4, n_val=2, n_test=2)
+    out = tmp_path_factory.mktemp("trained")
+    summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(train_argv(
+        cs, out, "--val_data_list", "", "--train_type", "ontrainval", "--max_epochs", "1", "--seed", "0")))
+    return {"cs": cs, "ckpt": f"{summary['run_dir']}/model_1.pth"}
+
+
+@pytest.fixture(scope="session")
 def cs(synthetic):
     """6 train, 2 val, 2 test Cityscapes-layout images of 48x96."""
     return synthetic()

@@ -7,27 +7,17 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import cityscapes_train
 from dataset.datasets import normalize, to_tensor
 from engine.checkpoint import build_for_inference
 from tools import export_onnx
-from tools.make_demo_data import make_cityscapes
 from utils.errors import run_cli
 
 pytestmark = pytest.mark.slow  # exports the network to ONNX, as heavy as torch.compile
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx")
-    cs = str(root / "cs")
-    make_cityscapes(cs, n_train=4, n_val=2, n_test=1, size=(48, 96))
-    summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args([
-        "--data_dir", cs, "--train_data_list", f"{cs}/cityscapes_train_list.txt", "--val_data_list", "",
-        "--inform_data_file", str(root / "inform.pkl"), "--savedir", str(root / "ckpt") + "/",
-        "--input_size", "32,32", "--batch_size", "2", "--max_epochs", "1", "--seed", "0",
-        "--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]))
-    return f"{summary['run_dir']}/model_1.pth", sorted(glob.glob(f"{cs}/leftImg8bit/val/*/*.png"))
+def trained(trained_tiny):
+    return trained_tiny["ckpt"], sorted(glob.glob(f"{trained_tiny['cs']}/leftImg8bit/val/*/*.png"))
 
 
 def torch_labels(ckpt, image_bgr):

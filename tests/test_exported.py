@@ -14,31 +14,23 @@ import torch
 import benchmark
 import cityscapes_eval
 import cityscapes_test
-import cityscapes_train
 from conftest import fails, free_port
 from engine.checkpoint import build_for_inference, class_table
 from engine.exported import load_exported
 from model import build_model
 from tools import export_onnx, export_openvino, segment, webui
 from tools.bench_segment import make_video
-from tools.make_demo_data import make_cityscapes
 from utils.errors import run_cli
 
 pytestmark = pytest.mark.slow  # trains a network and exports it to ONNX and OpenVINO
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(trained_tiny, tmp_path_factory):
     """A CGNet M1N2 trained one epoch on synthetic Cityscapes, and its ONNX, fp32 IR and int8 IR."""
     root = tmp_path_factory.mktemp("exported")
-    cs = str(root / "cs")
-    make_cityscapes(cs, n_train=4, n_val=2, n_test=2, size=(48, 96))
-    summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args([
-        "--data_dir", cs, "--train_data_list", f"{cs}/cityscapes_train_list.txt", "--val_data_list", "",
-        "--inform_data_file", str(root / "inform.pkl"), "--savedir", str(root / "ckpt") + "/",
-        "--input_size", "32,32", "--batch_size", "2", "--max_epochs", "1", "--seed", "0",
-        "--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]))
-    files = {"pth": f"{summary['run_dir']}/model_1.pth", "onnx": str(root / "cgnet.onnx"),
+    cs = trained_tiny["cs"]
+    files = {"pth": trained_tiny["ckpt"], "onnx": str(root / "cgnet.onnx"),
              "xml": str(root / "ir" / "cgnet.xml"), "int8": str(root / "ir" / "cgnet_int8.xml")}
     run_cli(export_onnx.main, export_onnx.get_args_parser(), ["--resume", files["pth"], "--out", files["onnx"]])
     run_cli(export_openvino.main, export_openvino.get_args_parser(), ["--resume", files["pth"], "--out", files["xml"]])
