@@ -176,8 +176,10 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             elif args.multi_scale or args.flip:
                 pred = predict_multiscale(predict, images.to(device, non_blocking=True),
                                           args.multi_scale or [1.0], args.flip, args.classes).argmax(1)
+            elif is_exported(args.resume):
+                pred = predict.labels(images)  # the graph's own argmax
             else:
-                pred = predict.labels(images)  # an exported file's graph computes its own argmax
+                pred = predict(images).argmax(1)
             if conf is not None:
                 conf.update(pred, label.to(pred.device, non_blocking=True))
             if not args.plain:

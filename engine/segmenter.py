@@ -82,7 +82,8 @@ class Segmenter:
     def labels(self, x, size=None):
         """(H, W) uint8 class ids of one network input; `size` (H, W): the original image's, when x was shrunk."""
         if size is None or tuple(size) == tuple(x.shape[1:3] if self.takes_uint8 else x.shape[2:]):
-            return self.predict.labels(x)[0].to(torch.uint8).cpu().numpy()
+            pred = self.predict.labels(x) if self.takes_uint8 else self.predict(x).argmax(1)  # exported: the graph's
+            return pred[0].to(torch.uint8).cpu().numpy()
         return upsampled_argmax(self.predict(x)[0].float().cpu().numpy(), size)
 
     def __call__(self, image_bgr):

@@ -164,10 +164,6 @@ class Predictor:
             out = self.forward(images)
         return out.float()
 
-    def labels(self, images):
-        """(B, H, W) int64 class ids, on the device: what an exported graph's `labels` output is."""
-        return self(images).argmax(1)
-
 
 class Deployable(nn.Module):
     """The network with the original's preprocessing in front (dataset.datasets.normalize: BGR -> RGB, minus
