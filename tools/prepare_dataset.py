@@ -31,10 +31,10 @@ from dataset.inform import get_inform  # noqa: E402
 from dataset.palettes import default_palette  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import atomic_write, check_writable_dir, save_json, save_png, staged_folder  # noqa: E402
+from utils.files import (IMAGE_EXTENSIONS, atomic_write, check_writable_dir, save_json, save_png,  # noqa: E402
+                         staged_folder)
 from utils.progress import iterate, plural  # noqa: E402
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")  # JPEGs only to refuse them by name
 MASK_FOLDERS = ("masks", "annotations", "labels")
 SPLITS = ("train", "val", "test")

@@ -35,11 +35,10 @@ from engine.segmenter import ahead, is_url, load_segmenter, open_capture, segmen
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
+from utils.files import VIDEO_EXTENSIONS, BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
 from utils.progress import bar  # noqa: E402
 from utils.vis import overlay  # noqa: E402
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 IMAGE_OUTPUTS = (".png", "_color.png", "_overlay.png")
 VIDEO_OUTPUT = "_overlay.mp4"
 INTERRUPTED = ("stopped by Ctrl-C before every input was segmented; --out was left as it was (a camera or "

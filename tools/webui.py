@@ -39,12 +39,11 @@ from engine.segmenter import load_segmenter, segment_video  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import save_png  # noqa: E402
+from utils.files import IMAGE_EXTENSIONS, save_png  # noqa: E402
 from utils.vis import overlay  # noqa: E402
 
 # The demo's synthetic test scenes (tools/demo.py, `make demo`), offered as examples when they exist.
 DEMO_EXAMPLES = os.path.join(ROOT, "demo", "data", "cityscapes", "leftImg8bit", "test")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_EXAMPLES = 6
 
 CSS = """

@@ -27,6 +27,10 @@ TEMP_PREFIX = ".cgnet-tmp-"
 STAGE_PREFIX = ".cgnet-stage-"
 OWNER = ".cgnet-owner"  # inside a staging folder: its lock file, naming the owner's host and pid
 
+# The one list of each, for every tool that finds images or videos by name (datasets, segment, the web page).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+
 
 def _lock(path):
     """An open file descriptor holding an exclusive flock on `path` (created if missing)."""
