@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from engine.checkpoint import Weights
+from engine.runtime import ShapedModel, openvino_core
 from utils.dist import log
 from utils.errors import UserError
 
@@ -78,15 +79,6 @@ def onnxruntime_session(path, flag="--resume"):
     except Exception as e:  # onnxruntime raises its own exception types for unreadable files
         raise UserError(f"{flag} {path} is not an ONNX model ONNX Runtime can read (damaged, or not ONNX: "
                         f"{type(e).__name__}); export it again with tools/export_onnx.py.") from None
-
-
-def openvino_core():
-    try:
-        import openvino
-    except ImportError:
-        raise UserError("openvino is not installed; pip install -r requirements-dev.txt (it pins openvino and "
-                        "nncf; running an .xml needs openvino only).") from None
-    return openvino.Core()
 
 
 def read_openvino(path, flag="--resume"):
@@ -158,11 +150,8 @@ def load_exported(path, flag="--resume", amp="none", torch_compile=False):
     model = read_openvino(path, flag)
     text = model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
     weights = parse_metadata(text, path, flag)
-    compiled = compile_openvino(model, amp)
-    got = compiled.get_property("INFERENCE_PRECISION_HINT")
+    run = ShapedModel(model, amp, torch.get_num_threads())  # compiled per input shape (engine.runtime)
+    got = run.precision
     if amp == "bf16" and got != type(got).bf16:  # an openvino.Type
         log(f"notice: this CPU has no native bf16, so OpenVINO runs {path} in {got} (--amp bf16 has no effect here).")
-    request = compiled.create_infer_request()
-    outputs = {name: compiled.output(name) for name in ("labels", "logits")}
-    # The request reuses its output buffers: a copy, since a caller may keep an output past the next call.
-    return ExportedPredictor(lambda a, out: request.infer({0: a})[outputs[out]].copy(), weights.mean), weights
+    return ExportedPredictor(run, weights.mean), weights

@@ -10,6 +10,7 @@ MAX_SIDE (Cityscapes' 2048, so its images are unchanged) and the logits are resi
 size; with tile=True it sees every pixel at full resolution, in overlapping tiles.
 """
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -25,6 +26,7 @@ from dataset.datasets import normalize, to_tensor
 from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
 from engine.evaluate import predictor
 from engine.exported import is_exported, load_exported
+from engine.profile import timed
 from utils.device import select_device, use_device
 from utils.dist import log
 from utils.errors import UserError
@@ -52,6 +54,7 @@ class Segmenter:
     max_side: int = MAX_SIDE  # 0: no cap (memory grows with the image)
     tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
     takes_uint8: bool = False  # an exported file: its graph takes the BGR image itself (engine.exported)
+    profile: object = None    # an engine.profile.Profile: where a video frame's time goes (segment.py --profile)
 
     @property
     def classes(self):
@@ -85,6 +88,25 @@ class Segmenter:
             pred = self.predict.labels(x) if self.takes_uint8 else self.predict(x).argmax(1)  # exported: the graph's
             return pred[0].to(torch.uint8).cpu().numpy()
         return upsampled_argmax(self.predict(x)[0].float().cpu().numpy(), size)
+
+    def stream(self, decoded):
+        """(frame, (H, W) uint8 class ids) of each (frame, network input) of `decoded`, in order. An OpenVINO file
+        keeps two frames in flight (engine.runtime.ShapedModel.stream), so that decoding, blending and encoding
+        overlap the network; other files, and frames shrunk for the network, go one at a time."""
+        run = getattr(self.predict, "run", None)
+        decoded = iter(decoded)
+        first = next(decoded, None)
+        if first is None:
+            return
+        decoded = itertools.chain([first], decoded)
+        if not hasattr(run, "stream") or tuple(first[1].shape[1:3]) != first[0].shape[:2]:
+            for frame, x in decoded:
+                with timed(self.profile, "network"):
+                    pred = self.labels(x, frame.shape[:2])
+                yield frame, pred
+            return
+        for frame, labels in run.stream(((f, x.numpy()) for f, x in decoded), "labels", self.profile):
+            yield frame, labels[0].astype(np.uint8)
 
     def __call__(self, image_bgr):
         if self.tiled(image_bgr):
@@ -195,10 +217,13 @@ def ahead(iterator, depth=4):
 
 def decode_video(capture, seg):
     while True:
-        ok, frame = capture.read()
+        with timed(seg.profile, "decode"):
+            ok, frame = capture.read()
         if not ok:
             return
-        yield frame, seg.input(frame)
+        with timed(seg.profile, "preprocess"):
+            x = seg.input(frame)
+        yield frame, x
 
 
 class Latest:
@@ -338,7 +363,8 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
         if window is not None:
             window.close()
         if video is not None:
-            video.release()
+            with timed(seg.profile, "write"):  # the rest of the buffered file and the mp4's index
+                video.release()
         capture.release()  # after the reading thread has stopped: segment_* join it before they return
     if run["frames"] == 0:
         kind = "camera" if isinstance(source, int) else "stream" if is_url(source) else "video"
@@ -373,29 +399,37 @@ class Ends:
 
 
 def blend(seg, frame, pred):
-    """The BGR overlay of one frame."""
-    return np.ascontiguousarray(overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1])
+    """The BGR overlay of one frame: the palette's colours reversed, so no copy of the frame is flipped."""
+    with timed(seg.profile, "colour and blend"):
+        return overlay(frame, pred, [rgb[::-1] for rgb in seg.palette])
 
 
-def write_overlay(video, seg, frame, pred, image=None):
-    """Write (and return) the overlay of one frame; `image`: that overlay when it was already blended."""
-    image = blend(seg, frame, pred) if image is None else image
-    video.write(image)
+def write_frame(video, seg, image):
+    with timed(seg.profile, "encode"):  # cv2.VideoWriter encodes and hands the bytes to FFmpeg's buffered file
+        video.write(image)
+    if seg.profile is not None:
+        seg.profile.frame()
+
+
+def write_overlay(video, seg, frame, pred):
+    """Write (and return) the overlay of one frame."""
+    image = blend(seg, frame, pred)
+    write_frame(video, seg, image)
     return image
 
 
 def segment_frames(seg, capture, video, ends, source):
-    """Every frame of a file, in order; decoding runs ahead in a thread, writing in another."""
+    """Every frame of a file, in order: decoding runs ahead in a thread, the network keeps frames in flight where
+    its runtime can (Segmenter.stream), this thread blends, another encodes. On two cores: two network threads
+    (one per request in flight), decoding, blending and encoding in three more that mostly wait on each other."""
     writer = BackgroundWriter(1)  # one thread: frames stay in order
     progress = bar(ends.total, os.path.basename(str(source)), "frames")
     start, frames, stopped = time.perf_counter(), 0, None
     try:
         with ahead(decode_video(capture, seg)) as decoded:
-            for frame, x in decoded:
-                pred = seg.labels(x, frame.shape[:2])
-                # Blended here only when a window shows it too (once for both), else in the writer's thread.
-                image = blend(seg, frame, pred) if ends.window is not None and ends.window.open else None
-                writer.submit(write_overlay, video, seg, frame, pred, image)
+            for frame, pred in seg.stream(decoded):
+                image = blend(seg, frame, pred)  # here, while the network works on the next frames
+                writer.submit(write_frame, video, seg, image)
                 frames += 1
                 progress.update()
                 stopped = ends.after(frames, lambda: image)
