@@ -16,6 +16,7 @@ import custom_test
 import custom_train
 from conftest import TINY, fails
 from dataset import custom
+from dataset.classes_file import read_classes
 from dataset.palettes import default_palette
 from engine.exported import onnxruntime_session
 from tools import export_onnx, prepare_dataset, segment
@@ -52,13 +53,13 @@ def refused(root, capsys, *extra):
 def test_classes_files_in_every_format(tmp_path):
     plain = tmp_path / "classes.txt"
     plain.write_text("\ufeffsky\nroad\n\ntraffic light\n")
-    assert custom.read_classes(str(plain)) == [("sky", None), ("road", None), ("traffic light", None)]
+    assert read_classes(str(plain)) == [("sky", None), ("road", None), ("traffic light", None)]
     coloured = tmp_path / "coloured.txt"
     coloured.write_text("background 0 0 0\ntraffic light 250 170 30\r\n")
-    assert custom.read_classes(str(coloured)) == [("background", (0, 0, 0)), ("traffic light", (250, 170, 30))]
+    assert read_classes(str(coloured)) == [("background", (0, 0, 0)), ("traffic light", (250, 170, 30))]
     cvat = tmp_path / "labelmap.txt"
     cvat.write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:0,0,142::\n")
-    assert custom.read_classes(str(cvat)) == [("background", (0, 0, 0)), ("car", (0, 0, 142))]
+    assert read_classes(str(cvat)) == [("background", (0, 0, 0)), ("car", (0, 0, 142))]
 
 
 @pytest.mark.parametrize("text, says", [("a 1 2 3\nb\n", "gives colours for some classes but not for 'b'"),
@@ -68,7 +69,7 @@ def test_a_bad_classes_file_is_one_sentence(tmp_path, text, says):
     path = tmp_path / "classes.txt"
     path.write_text(text)
     with pytest.raises(UserError, match=says) as e:
-        custom.read_classes(str(path))
+        read_classes(str(path))
     assert str(path) in str(e.value)
 
 
