@@ -8,11 +8,15 @@ region and comes after it. A hole that is background is given back as a backgrou
 has no background category, so there a region with background holes is written as an RLE of its pixels.
 The background class (a class named background, dataset.classes_file.background_class) is not written.
 """
+import os
+import threading
+
 import cv2
 import numpy as np
 
 from dataset import coco, labelme
 from dataset.classes_file import BACKGROUND_NAMES
+from utils.files import save_json
 
 EPSILON = 1.0     # px: vertices within a pixel of the contour add nothing a person would correct
 FORMATS = ("labelme", "coco")
@@ -104,3 +108,32 @@ class CocoWriter:
         return {"info": {"description": "CGNet predictions (tools/segment.py --save_annotations coco)"},
                 "licenses": [], "images": self.images, "annotations": self.annotations,
                 "categories": [{"id": k, "name": self.names[c], "supercategory": ""} for c, k in self.category.items()]}
+
+
+class Annotations:
+    """What tools/segment.py --save_annotations writes: per image OUT/{stem}.json (LabelMe), or one
+    OUT/annotations/instances_default.json (COCO) when close() is called. Paths inside the files are relative to
+    where they end up (out), though they are written into the staging folder (stage). add() may be called from
+    several threads."""
+
+    def __init__(self, fmt, out, stage, names):
+        self.fmt, self.out, self.stage, self.names = fmt, out, stage, list(names)
+        self.coco = CocoWriter(names) if fmt == "coco" else None
+        self.lock = threading.Lock()
+        self.pending = []
+
+    def add(self, stem, image_path, label):
+        if self.fmt == "labelme":
+            final = os.path.join(self.out, stem + ".json")
+            save_json(os.path.join(self.stage, stem + ".json"), labelme_document(image_path, final, label, self.names))
+        else:
+            with self.lock:
+                self.pending.append((stem, image_path, label))
+
+    def close(self):
+        if self.coco is None:
+            return
+        root = os.path.abspath(self.out)  # COCO's file_name: relative to the dataset folder, OUT
+        for stem, image_path, label in sorted(self.pending, key=lambda p: p[0]):
+            self.coco.add(os.path.relpath(os.path.abspath(image_path), root).replace(os.sep, "/"), label)
+        save_json(os.path.join(self.stage, COCO_FILE), self.coco.document())
