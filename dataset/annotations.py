@@ -73,6 +73,26 @@ def regions(label, names):
     return [(c, points, mask) for _, c, points, mask in shapes]
 
 
+def pixel_edges(label, c, points):
+    """The polygon of a region in COCO's coordinates, where pixel x spans [x, x + 1]: the outline of its pixels'
+    edges, not of their centres (pycocotools leaves out a pixel whose centre is on the polygon). Traced on the
+    region at twice the resolution, where the outer pixels' centres lie a quarter pixel inside the edges, and
+    simplified to EPSILON of those half pixels: a pixel a simplified edge cuts is lost here, where LabelMe's
+    rasterizer (PIL, outline included) keeps it."""
+    x, y, w, h = cv2.boundingRect(points.reshape(-1, 1, 2).astype(np.int32))
+    part = np.zeros((h + 2, w + 2), np.uint8)
+    inside = np.zeros_like(part)
+    cv2.fillPoly(inside, [points.astype(np.int32) - (x - 1, y - 1)], 1)
+    cv2.polylines(inside, [points.astype(np.int32) - (x - 1, y - 1)], True, 1)
+    part[1:-1, 1:-1] = label[y:y + h, x:x + w] == c
+    part &= inside  # this region only, not a neighbour of the same class inside its bounding box
+    big = cv2.resize(part, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(contours, key=cv2.contourArea)
+    simple = cv2.approxPolyDP(outline, EPSILON, True)[:, 0, :].astype(float)
+    return (simple + 0.5) / 2 + (x - 1, y - 1)
+
+
 def labelme_document(image_path, json_path, label, names):
     shapes = [(names[c], points.tolist()) for c, points, _ in regions(label, names)]
     return labelme.document(image_path, json_path, shapes, label.shape)
@@ -99,7 +119,8 @@ class CocoWriter:
             if mask is not None:
                 segmentation, area = coco.encode(mask), int(mask.sum())
             else:
-                segmentation, area = [points.astype(float).ravel().tolist()], float(cv2.contourArea(points))
+                outline = pixel_edges(label, c, points)
+                segmentation, area = [outline.ravel().tolist()], float(cv2.contourArea(outline.astype(np.float32)))
             self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id,
                                      "category_id": self.category[c], "segmentation": segmentation,
                                      "area": area, "bbox": [x, y, bw, bh], "iscrowd": 0})
