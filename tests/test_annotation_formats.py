@@ -127,7 +127,7 @@ def test_labelme_shapes_overlaps_and_conventions(tmp_path, capsys):
     a = masks["a.png"]
     assert a[5, 5] == 2 and a[12, 12] == 1 and a[19, 20] == 1    # dog; cat rectangle over it; corner included
     assert a[6, 25] == 1 and a[6, 29] == 0                         # circle of radius 3 about (25, 5)
-    assert a[18, 1] == 255 and a[2, 21] == 2 and a[2, 24] == 0     # ignore; the mask shape at (20, 1)
+    assert a[18, 1] == 255 and a[2, 21] == 2 and a[1, 21] == 0     # ignore; the mask shape at (20, 1)
     assert a[0, 20] == 0                                           # the line drew nothing
     rows = open(root / "cgnet_train_list.txt").read().split()
     assert ".cgnet/images/sub/b.png" in rows and (root / ".cgnet/images/sub/b.png").is_file()
