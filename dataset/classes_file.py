@@ -161,8 +161,7 @@ def from_json(path, data):
         if data and all(is_int(str(k)) for k in data):                 # {id: name} or {id: {name, color}}
             return by_id(path, [(int(k), *entry(path, v, k)) for k, v in data.items()])
         if data and all(isinstance(v, (list, str)) for v in data.values()):  # {name: colour}
-            return [(k, hex_colour(path, f"class {k!r}", v) if isinstance(v, str) else colour_of(path, f"class {k!r}", v))
-                    for k, v in data.items()]
+            return [(k, colour(path, k, v)) for k, v in data.items()]
         refuse(path, "is a JSON object of none of its forms")
     if isinstance(data, list) and data:
         entries = [entry(path, v, i) for i, v in enumerate(data)]
@@ -175,16 +174,19 @@ def from_json(path, data):
     refuse(path, "is JSON of none of its forms")
 
 
+def colour(path, name, value):
+    """A JSON colour: [r, g, b] or '#rrggbb'."""
+    where = f"class {name!r}"
+    return hex_colour(path, where, value) if isinstance(value, str) else colour_of(path, where, value)
+
+
 def entry(path, value, where):
     """(name, colour or None) of a JSON entry: a name, or an object with a name and maybe a colour."""
     if isinstance(value, str):
         return value, None
     if isinstance(value, dict) and isinstance(value.get("name"), str):
         c = next((value[k] for k in COLOUR_COLUMNS if k in value), None)
-        if c is None:
-            return value["name"], None
-        return value["name"], hex_colour(path, f"class {value['name']!r}", c) if isinstance(c, str) else \
-            colour_of(path, f"class {value['name']!r}", c)
+        return value["name"], None if c is None else colour(path, value["name"], c)
     refuse(path, f"has the entry {json.dumps(value)[:60]} at {where}, neither a name nor an object with a 'name'")
 
 

@@ -105,7 +105,7 @@ def choose_suffix(image_stems, mask_stems, where, side_by_side):
     if len(winners) > 1:
         shown = " and ".join(repr(s) for s in winners[:2])
         raise UserError(f"the masks in {where} pair with their images by two name endings, {shown}, as often; give "
-                        f"--mask_suffix with the one that marks a mask (e.g. --mask_suffix {winners[-1] or winners[0]}).")
+                        f"--mask_suffix with the one that marks a mask (e.g. --mask_suffix {winners[-1]}).")
     return winners[0]
 
 

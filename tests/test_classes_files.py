@@ -70,12 +70,13 @@ def test_the_trial_csv_with_a_header_is_read_right(tmp_path, capsys):
 @pytest.mark.parametrize("name, text", [
     ("a.csv", "background,0,0,0\nroad,128,64,128\ncar,0,0,142\nperson,220,20,60\nsky,70,130,180\n"),
     ("b.csv", "0,background,0,0,0\n2,car,0,0,142\n1,road,128,64,128\n3,person,220,20,60\n4,sky,70,130,180\n"),
-    ("class_dict.csv", "name,r,g,b\nbackground,0,0,0\nroad,128,64,128\ncar,0,0,142\nperson,220,20,60\nsky,70,130,180\n"),
+    ("class_dict.csv", "name,r,g,b\n" + "".join(f"{n},{r},{g},{b}\n" for n, (r, g, b) in EXPECTED)),
     ("c.csv", "Name,Color\nbackground,#000000\nroad,#804080\ncar,#00008e\nperson,#dc143c\nsky,#4682b4\n"),
     ("a.json", json.dumps([{"name": n, "color": list(c)} for n, c in EXPECTED])),
     ("b.json", json.dumps({str(i): {"name": n, "colour": "#%02x%02x%02x" % c} for i, (n, c) in enumerate(EXPECTED)})),
     ("c.json", json.dumps({n: list(c) for n, c in EXPECTED})),
-    ("labelmap.txt", "# label:color_rgb:parts:actions\n" + "".join(f"{n}:{r},{g},{b}::\n" for n, (r, g, b) in EXPECTED)),
+    ("labelmap.txt", "# label:color_rgb:parts:actions\n" + "".join(f"{n}:{r},{g},{b}::\n"
+                                                                   for n, (r, g, b) in EXPECTED)),
     ("d.txt", "".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in EXPECTED)),
 ])
 def test_every_coloured_form(tmp_path, name, text):
