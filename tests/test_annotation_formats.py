@@ -334,5 +334,6 @@ def test_prepare_train_test_segment_and_back(tmp_path, monkeypatch, fmt, notes):
            for i, n in enumerate(desc["class_names"])}  # the same classes, whatever their order there
     # A network trained one epoch predicts staircase edges everywhere, the worst case of simplification; the
     # shapes of test_predictions_round_trip_through_labelme keep 99 % of every image.
-    same = [(np.vectorize(lambda v: ids.get(v, 255))(mask) == predicted[stem]).mean() for stem, mask in prepared.items()]
+    to_ids = np.vectorize(lambda v: ids.get(v, 255))
+    same = [(to_ids(mask) == predicted[stem]).mean() for stem, mask in prepared.items()]
     assert min(same) >= 0.98 and np.mean(same) >= 0.99, same

@@ -42,7 +42,8 @@ def get_args_parser():
                    help="dataset name: the checkpoint/ and result/ sub-folder (default: DATA_DIR's folder name)")
     p.add_argument("--format", choices=FORMATS, default="auto",
                    help="what to read; auto: COCO JSON, else masks, else LabelMe JSON")
-    p.add_argument("--coco", default=None, metavar="FILE", help="the COCO JSON file to read (default: found in DATA_DIR)")
+    p.add_argument("--coco", default=None, metavar="FILE",
+                   help="the COCO JSON file to read (default: those found in DATA_DIR)")
     p.add_argument("--mask_suffix", default=None,
                    help="what a mask's name adds to its image's (x.jpg -> x_mask.png: _mask); default: found from "
                         "the names when one suffix pairs them")
