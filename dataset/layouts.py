@@ -99,7 +99,7 @@ def choose_suffix(image_stems, mask_stems, where, side_by_side):
             if m[:cut] in image_stems:
                 counts[suffix] = counts.get(suffix, 0) + 1
     best = max(counts.values(), default=0)
-    winners = [s for s, c in counts.items() if c == best]
+    winners = sorted(s for s, c in counts.items() if c == best)
     if best == 0:
         return ""
     if len(winners) > 1:
@@ -118,8 +118,7 @@ def pair(folders, suffix):
     if folders.side_by_side:
         files = files_by_stem(folders.images, IMAGE_EXTENSIONS + (".gif",), "file")
         if suffix is None:
-            stems = set(files)
-            suffix = choose_suffix(stems, [s for s in stems], folders.images, True)
+            suffix = choose_suffix(set(files), sorted(files), folders.images, True)
             if not suffix:
                 return {}, {}, ""
         masks = {s[:-len(suffix)]: rel for s, rel in files.items() if s.endswith(suffix)}

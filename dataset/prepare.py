@@ -301,7 +301,7 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     for sample in iterate(checked, "checking images and masks", "pairs"):
         check(sample, colours)
     for sample in splits["test"]:
-        if cv2.imread(str(sample.image), cv2.IMREAD_COLOR) is None:
+        if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
             raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
                             f"it.")
     seen = {}
@@ -314,8 +314,9 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     if names is None:
         names, binary = decide_classes(classes_path, table, checked)
     n = len(names)
-    palette, source = choose_palette(table if fmt_name == "masks" or not table or len(table) == n else None,
-                                     checked, n)
+    if table and table[0][1] and len(table) == n - 1:  # annotations: background put in front of the file's classes
+        table = [(names[0], (0, 0, 0))] + table
+    palette, source = choose_palette(table if table and len(table) == n else None, checked, n)
     pixels = [0] * n
     for c in splits["train"]:
         for v, count in c.counts.items():

@@ -251,6 +251,14 @@ def test_labelme_refusals(tmp_path, capsys):
     assert f"{root / 'a.json'} has the label 'dog', which the classes file does not name" in message
 
 
+def test_labelme_with_a_coloured_classes_file_without_background(tmp_path):
+    root = labelme_one(tmp_path / "a", [shape("dog", [[0, 0], [5, 0], [5, 5]])])
+    (root / "classes.txt").write_text("cat 0 200 0\ndog 200 0 0\n")
+    desc = prepare(root, "--val_fraction", "0")
+    assert desc["class_names"] == ["_background_", "cat", "dog"]
+    assert desc["palette"] == [[0, 0, 0], [0, 200, 0], [200, 0, 0]] and desc["palette_from"] == "classes file"
+
+
 def coco_one(root, **changes):
     (root / "images").mkdir(parents=True)
     cv2.imwrite(str(root / "images" / "a.png"), np.zeros((10, 12, 3), np.uint8))
