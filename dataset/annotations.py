@@ -2,11 +2,12 @@
 so that a trained model pre-labels new images, a person corrects them, and tools/prepare_dataset.py reads them back.
 
 Each class region becomes the polygon of its outer contour (cv2.findContours), simplified by approxPolyDP to
-within EPSILON pixels. The shapes are ordered largest first, so that drawing them in order, each later one on
-top (the rule of both readers), rebuilds the prediction: a region inside another's hole is smaller than that
-region and comes after it. A hole that is background is given back as a background polygon in LabelMe; COCO
-has no background category, so there a region with background holes is written as an RLE of its pixels.
-The background class (a class named background, dataset.classes_file.background_class) is not written.
+within EPSILON pixels (regions()). The shapes are ordered largest first, so that drawing them in order, each
+later one on top (the rule of both readers), rebuilds the prediction: a region inside another's hole encloses
+less and comes after it. A hole that is background is given back as a background polygon in LabelMe; COCO has
+no background category, so there a region with background holes is written as an RLE of its pixels. COCO's
+polygons follow the pixels' edges, LabelMe's their centres, as each format's rasterizer reads them. A class
+named background (background, _background_) is not written: the readers give unlabelled pixels to it.
 """
 import os
 import threading
@@ -22,8 +23,8 @@ from utils.files import atomic_write, save_json
 
 EPSILON = 0.5     # px: a staircase edge becomes one line, and no pixel centre moves across it by more than half
 FORMATS = ("labelme", "coco")
-COCO_FILE = "annotations/instances_default.json"
-LABELS_FILE = "labels.txt"  # CVAT's own export name: prepare_dataset.py finds it there
+COCO_FILE = "annotations/instances_default.json"  # CVAT's own export name: prepare_dataset.py finds it there
+LABELS_FILE = "labels.txt"  # labelme2voc's class order
 
 
 def background_of(names):

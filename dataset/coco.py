@@ -29,8 +29,6 @@ try:
 except ImportError:  # a requirement (requirements.txt); said in one sentence where COCO is read
     coco_mask = None
 
-DEFAULT_NAMES = ("_annotations.coco.json",)
-
 
 def require():
     if coco_mask is None:
@@ -179,7 +177,3 @@ def encode(mask):
     require()
     rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def area(mask):
-    return int(mask.sum())

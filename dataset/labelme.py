@@ -26,10 +26,6 @@ NO_AREA = ("line", "linestrip", "point", "points")
 IGNORE = 255
 
 
-def is_labelme(doc):
-    return isinstance(doc, dict) and isinstance(doc.get("shapes"), list) and "imagePath" in doc
-
-
 def load(path):
     try:
         with open(path, encoding="utf-8-sig") as f:
@@ -100,10 +96,6 @@ def area_shapes(path, doc):
                             f"fewer than the {AREAS[kind]} it needs; delete or redraw it.")
         kept.append(shape)
     return kept, left
-
-
-def labels(path, doc):
-    return [s["label"] for s in area_shapes(path, doc)[0]]
 
 
 def class_names(found_labels, table):

@@ -82,7 +82,7 @@ def from_labelme(data_dir, table):
             image = data_dir / IMAGES / (key + ".png")
             embedded = lambda p=path: labelme.embedded_image(p, labelme.load(p))  # noqa: E731
         split = layouts.split_name(key.split("/", 1)[0]) if "/" in key else None
-        samples.append(Sample(split if split != "test" else None, image, key, path,
+        samples.append(Sample(split, image, key, path,
                               lambda size, p=path: (labelme.rasterize(p, labelme.load(p), size, index, background),
                                                     "annotation", None), embedded))
     names, background = labelme.class_names(found_labels, table)
@@ -106,8 +106,8 @@ def from_coco(data_dir, files, table):
         for _, image, stated, annotations in coco.images(path, doc, data_dir):
             bare += not annotations
             samples.append(Sample(split, image, key_of(image, data_dir), path,
-                                  lambda size, p=path, d=doc, a=annotations, s=stated: (
-                                      check_stated(p, s, size, a) or coco.rasterize(p, d, a, size, value_of,
+                                  lambda size, p=path, d=doc, a=annotations, s=stated, i=image: (
+                                      check_stated(p, s, size, i) or coco.rasterize(p, d, a, size, value_of,
                                                                                     background), "annotation", None)))
     if bare:
         log(f"notice: {plural(bare, 'image')} of the COCO files have no annotation: read as all background.")
@@ -115,11 +115,11 @@ def from_coco(data_dir, files, table):
     return "COCO", words, samples, [], names
 
 
-def check_stated(path, stated, size, annotations):
+def check_stated(path, stated, size, image):
     if all(isinstance(v, int) for v in stated) and tuple(stated) != tuple(size):
-        raise UserError(f"COCO file {path} gives {stated[1]}x{stated[0]} as the size of the image of annotation "
-                        f"{annotations[0].get('id') if annotations else '(none)'}, but the image is {size[1]}x"
-                        f"{size[0]} as the loader reads it; export the dataset again.")
+        raise UserError(f"COCO file {path} gives {stated[1]}x{stated[0]} as the size of the image {image}, which is "
+                        f"{size[1]}x{size[0]} as the loader reads it (EXIF orientation applied); export the dataset "
+                        f"again.")
 
 
 def find_format(data_dir, fmt, coco_file, mask_suffix, table):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import fails
 from dataset import coco
-from dataset.annotations import COCO_FILE, CocoWriter, labelme_document, regions
+from dataset.annotations import CocoWriter, labelme_document, regions
 from tools import prepare_dataset
 from tools.make_demo_data import SHAPE_CLASSES, shapes
 from utils.errors import run_cli
@@ -287,6 +287,17 @@ def test_a_coco_image_that_does_not_exist(tmp_path, capsys):
     path = coco_one(tmp_path / "c")
     (tmp_path / "c" / "images" / "a.png").unlink()
     assert f"COCO file {path} names the image 'a.png' (id 1), which is neither" in refused(tmp_path / "c", capsys)
+
+
+def test_an_image_of_another_size_than_its_annotation_says(tmp_path, capsys):
+    path = coco_one(tmp_path / "c")
+    cv2.imwrite(str(tmp_path / "c" / "images" / "a.png"), np.zeros((10, 14, 3), np.uint8))
+    message = refused(tmp_path / "c", capsys)
+    assert f"COCO file {path} gives 12x10 as the size of the image {tmp_path / 'c' / 'images' / 'a.png'}" in message
+    root = labelme_one(tmp_path / "l", [shape("dog", [[0, 0], [5, 0], [5, 5]])])
+    doc = json.loads((root / "a.json").read_text())
+    save_json(root / "a.json", dict(doc, imageHeight=20, imageWidth=10))
+    assert f"LabelMe file {root / 'a.json'} was drawn on a 10x20 image but its image is 10x10" in refused(root, capsys)
 
 
 # ------------------------------------------------------------------------------------------ end to end
