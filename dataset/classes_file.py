@@ -16,14 +16,15 @@ import re
 from utils.errors import UserError
 
 # Looked for in DATA_DIR, in this order; the first one found is used, the others get a notice.
-CANDIDATES = ("classes.txt", "labelmap.txt", "labels.txt", "classes.csv", "class_dict.csv", "classes.json")
+CANDIDATES = ("classes.txt", "labelmap.txt", "labels.txt", "classes.csv", "class_dict.csv", "classes.json",
+              "_classes.csv", "train/_classes.csv")  # the last two: Roboflow's, beside the images of each split
 FORMATS = ("a .txt with one class per line ('name', 'name R G B', 'id name' or CVAT's 'name:r,g,b::'), a .csv "
            "('id,name,r,g,b', 'name,r,g,b', 'id,name' or 'name', with or without a header) or a .json (a list of "
            "names or of {name, color} objects, or {id: name})")
 IGNORE_NAME = "__ignore__"
 BACKGROUND_NAMES = ("background", "_background_", "__background__")
 NAME_COLUMNS = ("name", "class", "class_name", "classname", "label", "label_name", "category")
-ID_COLUMNS = ("id", "index", "idx", "class_id", "label_id", "value", "trainid")
+ID_COLUMNS = ("id", "index", "idx", "class_id", "label_id", "value", "pixel_value", "trainid")
 RGB_COLUMNS = (("r", "red"), ("g", "green"), ("b", "blue"))
 COLOUR_COLUMNS = ("color", "colour", "rgb", "hex")
 

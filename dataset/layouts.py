@@ -3,9 +3,11 @@
 Folder pairs, first match wins: Pascal VOC's JPEGImages/ + SegmentationClass/ (+ ImageSets/Segmentation/*.txt);
 images/ + masks/ (or annotations/, labels/, gt/), optionally with train/ val/ test/ inside both; Kaggle's X/ +
 X_masks/ (X_mask/, X_labels/, Xannot/: train/ + train_masks/ as Carvana's, a split named X becomes that split,
-and test/ without masks gives test images); else images and masks side by side in one folder (x.jpg +
-x_mask.png). A mask pairs with the image of the same relative name, or of that name plus a suffix (_mask, _label,
-_gt, _L, ...) found from the names when only one suffix pairs them best, else given with --mask_suffix.
+and test/ without masks gives test images); split folders (train/, val/ or valid/, test/) each holding images/ +
+masks/, or images and masks side by side (Roboflow's train/x.jpg + train/x_mask.png); else side by side in
+images/ or DATA_DIR (x.jpg + x_mask.png). A mask pairs with the image of the same relative name, or of that name
+plus a suffix (_mask, _label, _gt, _L, ...) found from the names when only one suffix pairs them best, else given
+with --mask_suffix.
 """
 import hashlib
 import re
@@ -64,6 +66,11 @@ def find_folders(data_dir):
         test = next((p for p in sorted(data_dir.iterdir()) if p.is_dir() and p not in taken
                      and split_name(p.name) == "test"), None)
         return pairs + ([Folders(test, None, "test")] if test else [])
+    splits = [p for p in sorted(data_dir.iterdir()) if p.is_dir() and split_name(p.name)]
+    if splits:  # train/images/ + train/masks/, ...; or Roboflow's train/x.jpg + train/x_mask.png, valid/, test/
+        inner = [(p, next((p / m for m in MASK_FOLDERS if has_files(p / m, MASK_EXTENSIONS)), None)) for p in splits]
+        return [Folders(p / "images", m, split_name(p.name)) if m and (p / "images").is_dir() else
+                Folders(p, p, split_name(p.name), side_by_side=True) for p, m in inner]
     for folder in (data_dir / "images", data_dir):
         if folder.is_dir():
             return [Folders(folder, folder, side_by_side=True)]

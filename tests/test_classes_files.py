@@ -221,3 +221,23 @@ def test_the_val_split_is_the_nearest_count_and_deterministic(count, fraction, v
 def test_the_val_split_of_a_dataset_is_exact(tmp_path):
     root = index_dataset(tmp_path / "mine", n=12, size=(16, 16))
     assert prepare(root, "--val_fraction", "0.25")["samples"] == {"train": 9, "val": 3, "test": 0}
+
+
+def test_roboflow_masks_side_by_side_in_split_folders(tmp_path, capsys):
+    root = tmp_path / "rf"
+    for split, n in (("train", 3), ("valid", 2)):
+        folder = root / split
+        folder.mkdir(parents=True)
+        for i, (rgb, label) in enumerate(shapes(np.random.default_rng([8, i]), 32, 48) for i in range(n)):
+            cv2.imwrite(str(folder / f"x{i}_jpg.rf.ab12.jpg"), rgb[:, :, ::-1])
+            cv2.imwrite(str(folder / f"x{i}_jpg.rf.ab12_mask.png"), label)
+    write(root / "train" / "_classes.csv", "Pixel Value, Class\n0, background\n1, disc\n2, box\n3, triangle\n4, bar\n")
+    desc = prepare(root)
+    assert desc["samples"] == {"train": 3, "val": 2, "test": 0}
+    assert desc["class_names"] == ["background", "disc", "box", "triangle", "bar"]
+
+
+def test_split_folders_each_holding_images_and_masks(tmp_path):
+    for split in ("train", "val"):
+        index_dataset(tmp_path / "mine" / split, n=2)
+    assert prepare(tmp_path / "mine")["samples"] == {"train": 2, "val": 2, "test": 0}
