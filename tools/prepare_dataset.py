@@ -35,7 +35,8 @@ def get_args_parser():
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="the classes in index order: .txt ('name', 'name R G B', CVAT's labelmap.txt), .csv (with or "
                         "without a header) or .json; default: classes.txt, labelmap.txt, labels.txt, classes.csv, "
-                        "class_dict.csv or classes.json in DATA_DIR, else the masks' values or the annotations' labels")
+                        "class_dict.csv, classes.json or Roboflow's _classes.csv in DATA_DIR, else the masks' "
+                        "values or the annotations' labels")
     p.add_argument("--val_fraction", type=fraction, default=0.2,
                    help="share of the pairs held out for validation when the data gives no split (the nearest count)")
     p.add_argument("--name", default=None,
