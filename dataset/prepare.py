@@ -298,18 +298,18 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
 
     # Every image and mask once, before anything is written.
     checked = splits["train"] + splits["val"]
-    for sample in iterate(checked, "checking images and masks", "pairs"):
-        check(sample, colours)
-    for sample in splits["test"]:
-        if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
-            raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
-                            f"it.")
     seen = {}
     for sample in checked:
         if converted(sample) in seen:
             raise UserError(f"image {sample.image} is annotated twice ({seen[converted(sample)].source} and "
                             f"{sample.source}); keep one.")
         seen[converted(sample)] = sample
+    for sample in iterate(checked, "checking images and masks", "pairs"):
+        check(sample, colours)
+    for sample in splits["test"]:
+        if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
+            raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
+                            f"it.")
     binary = False
     if names is None:
         names, binary = decide_classes(classes_path, table, checked)

@@ -289,6 +289,17 @@ def test_a_coco_image_that_does_not_exist(tmp_path, capsys):
     assert f"COCO file {path} names the image 'a.png' (id 1), which is neither" in refused(tmp_path / "c", capsys)
 
 
+def test_an_image_in_two_coco_files(tmp_path, capsys):
+    root = tmp_path / "c"
+    coco_one(root)
+    doc = json.loads((root / "annotations" / "instances_default.json").read_text())
+    for split in ("train", "val"):
+        save_json(root / "annotations" / f"instances_{split}.json", doc)
+    (root / "annotations" / "instances_default.json").unlink()
+    message = refused(root, capsys)
+    assert f"image {root / 'images' / 'a.png'} is annotated twice" in message and "instances_val.json" in message
+
+
 def test_an_image_of_another_size_than_its_annotation_says(tmp_path, capsys):
     path = coco_one(tmp_path / "c")
     cv2.imwrite(str(tmp_path / "c" / "images" / "a.png"), np.zeros((10, 14, 3), np.uint8))
