@@ -74,25 +74,21 @@ def load(path):
     return doc
 
 
-def categories(path, doc):
-    """{category id: name} of the classes (Roboflow's group category left out), in id order."""
-    cats = {c["id"]: c["name"] for c in doc["categories"]}
-    used = {a.get("category_id") for a in doc["annotations"]}
-    groups = {c.get("supercategory") for c in doc["categories"]}
-    return {i: n for i, n in sorted(cats.items()) if i in used or n not in groups or n in BACKGROUND_NAMES}
-
-
 def class_names(docs, table):
     """(names, background index) of all the files: a classes file's order, else background then the categories
-    by id."""
+    of every file in id order (Roboflow's group category, the supercategory of others used by no annotation, left
+    out)."""
     if table:
         names = [n for n, _ in table]
     else:
+        cats = {c["id"]: c["name"] for _, doc in docs for c in doc["categories"]}
+        used = {a.get("category_id") for _, doc in docs for a in doc["annotations"]}
+        groups = {c.get("supercategory") for _, doc in docs for c in doc["categories"] if c.get("name") !=
+                  c.get("supercategory")}
         names = []
-        for path, doc in docs:
-            for name in categories(path, doc).values():
-                if name not in names and name.lower() not in BACKGROUND_NAMES:
-                    names.append(name)
+        for i, name in sorted(cats.items()):
+            if (i in used or name not in groups) and name not in names and name.lower() not in BACKGROUND_NAMES:
+                names.append(name)
     background = next((i for i, n in enumerate(names) if n.lower() in BACKGROUND_NAMES), None)
     if background is None:
         names, background = ["background"] + names, 0
