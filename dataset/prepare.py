@@ -356,7 +356,9 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     get_inform(str(inform), str(data_dir), lists["train"], n, custom.IGNORE, log)
     save_json(str(data_dir / custom.DESCRIPTION), description)
 
-    log(f"{name}: {n} classes ({mask_format}, colours: {source}); "
+    bg = description["background"]
+    log(f"{name}: {n} classes ({mask_format}, colours: {source}"
+        + (f", background: {names[bg]}, left unblended in overlays" if bg is not None else "") + "); "
         + ", ".join(f"{len(splits[s])} {s}" for s in layouts.SPLITS if splits[s]))
     log("training pixels per class:\n" + pixel_table(names, pixels))
     written = list(lists.values()) + [custom.DESCRIPTION, custom.INFORM] + ([custom.LABELS + "/"] if jobs else [])
