@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from dataset.classes_file import background_class
 from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from dataset.inform import get_inform, read_inform
 from engine.checkpoint import build_for_inference, input_mean, network_of
@@ -67,11 +68,11 @@ def staged(folder):
     return staged_folder(folder, log) if folder else contextlib.nullcontext(None)
 
 
-def save_pictures(args, palette, folder, sample, pred, gt):
+def save_pictures(args, palette, folder, sample, pred, gt, background=None):
     """{name}_overlay.png / {name}_panel.png beside the predictions (runs in a writer thread)."""
     rgb = cv2.imread(sample.image, cv2.IMREAD_COLOR)[:, :, ::-1]
     if args.overlay:
-        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, palette))
+        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, palette, background=background))
     if args.panel:
         save_png(os.path.join(folder, f"{sample.name}_panel.png"),
                  panel(rgb, pred, palette, gt, args.ignore_label))
@@ -188,7 +189,7 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             for p, gt, i in zip(preds, gts, indices.tolist()):
                 write(writer, samples[i], p, gt, palette)
                 if args.overlay or args.panel:
-                    writer.submit(save_pictures, args, palette, picture_dir, samples[i], p, gt)
+                    writer.submit(save_pictures, args, palette, picture_dir, samples[i], p, gt, background_class(names))
             progress.update(len(preds))
     finally:
         writer.close()

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from dataset.classes_file import background_class
 from dataset.datasets import normalize, to_tensor
 from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
 from engine.evaluate import predictor
@@ -56,6 +57,11 @@ class Segmenter:
     @property
     def classes(self):
         return len(self.class_names)
+
+    @property
+    def background(self):
+        """The class overlays leave unblended (dataset.classes_file.background_class), or None."""
+        return background_class(self.class_names)
 
     def tiled(self, image_bgr):
         """Whether this image goes through tiles (full resolution, larger than one tile)."""
@@ -374,7 +380,7 @@ class Ends:
 
 def blend(seg, frame, pred):
     """The BGR overlay of one frame."""
-    return np.ascontiguousarray(overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1])
+    return np.ascontiguousarray(overlay(frame[:, :, ::-1], pred, seg.palette, background=seg.background)[:, :, ::-1])
 
 
 def write_overlay(video, seg, frame, pred, image=None):

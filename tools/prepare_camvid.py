@@ -16,8 +16,8 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools._prepare import (REPO, choose_lists, summary, train_command, verify,  # noqa: E402
-                            write_lists)
+from dataset.lists import (REPO, choose_lists, summary, train_command, verify,  # noqa: E402
+                           write_lists)
 from utils.progress import iterate  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 

@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 import cv2  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from dataset.annotations import FORMATS as ANNOTATION_FORMATS, Annotations  # noqa: E402
 from dataset.datasets import image_header  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
 from engine.segmenter import ahead, is_url, load_segmenter, open_capture, segment_video  # noqa: E402
@@ -180,21 +181,23 @@ def decode_images(items, seg):
         yield item, image, None if seg.tiled(image) else seg.input(image)
 
 
-def write_image(out, stem, image_bgr, pred, palette):  # out: the staging folder
+def write_image(out, stem, image_bgr, pred, palette, background=None):  # out: the staging folder
     path = os.path.join(out, stem)
     save_png(f"{path}.png", pred)
     save_png(f"{path}_color.png", pred, palette)
-    save_png(f"{path}_overlay.png", overlay(image_bgr[:, :, ::-1], pred, palette))
+    save_png(f"{path}_overlay.png", overlay(image_bgr[:, :, ::-1], pred, palette, background=background))
 
 
-def segment_images(out, items, seg):
+def segment_images(out, items, seg, notes=None):
     writer = BackgroundWriter(2)  # bounded by bytes: a few 48-megapixel photos, or many small ones
     progress = bar(len(items), "images", "images")
     try:
         with ahead(decode_images(items, seg), depth=2) as decoded:
             for item, image, x in decoded:
                 pred = seg(image) if x is None else seg.labels(x, image.shape[:2])
-                writer.submit(write_image, out, item.stem, image, pred, seg.palette)
+                writer.submit(write_image, out, item.stem, image, pred, seg.palette, seg.background)
+                if notes:  # --save_annotations
+                    writer.submit(notes.add, item.stem, item.path, pred)
                 progress.update()
     finally:
         writer.close()
@@ -215,7 +218,11 @@ def main(args):
     with staged_folder(args.out, log) as out:  # every output appears when all succeeded, or none does
         if images:
             start = time.perf_counter()
-            segment_images(out, images, seg)
+            notes = Annotations(args.save_annotations, args.out, out, seg.class_names) if args.save_annotations \
+                else None
+            segment_images(out, images, seg, notes)
+            if notes:
+                notes.close()
             summary["seconds"] = time.perf_counter() - start
             log(f"{len(images)} image(s) in {summary['seconds']:.1f} s ({len(images) / summary['seconds']:.2f} "
                 f"images/s)")
@@ -248,6 +255,10 @@ def get_args_parser():
                         "a display")
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds a stream URL may take to open or to send a frame")
+    p.add_argument("--save_annotations", choices=ANNOTATION_FORMATS, default=None,
+                   help="also write the images' predictions as polygons a labelling tool opens: labelme (OUT/{stem}"
+                        ".json) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct them there "
+                        "and prepare them with tools/prepare_dataset.py")
     segmenter_flags(p)
     return p
 

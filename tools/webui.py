@@ -168,7 +168,8 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
 
     def write_overlay(kept, opacity):
         path = os.path.join(kept["folder"], f"{kept['stem']}_overlay.png")
-        save_png(path, overlay(kept["image"][:, :, ::-1], kept["pred"], seg.palette, alpha=opacity))
+        save_png(path, overlay(kept["image"][:, :, ::-1], kept["pred"], seg.palette, alpha=opacity,
+                               background=seg.background))
         return path
 
     def segment(path, opacity):
