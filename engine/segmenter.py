@@ -26,7 +26,7 @@ from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
 from engine.evaluate import predictor
 from engine.exported import is_exported, load_exported
 from utils.device import select_device, use_device
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError
 from utils.files import BackgroundWriter
 from utils.progress import bar

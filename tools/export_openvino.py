@@ -32,7 +32,7 @@ from dataset.specs import spec_for  # noqa: E402
 from engine.exported import METADATA_KEY, load_exported  # noqa: E402
 from tools.export_onnx import MIN_AGREEMENT, check_image, compare, export, load_checkpoint  # noqa: E402
 from utils.args import positive_int  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import check_writable_file  # noqa: E402
 from utils.metric import ConfusionMatrix  # noqa: E402

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 from dataset import custom  # noqa: E402
 from dataset.inform import get_inform  # noqa: E402
 from dataset.palettes import default_palette  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import (IMAGE_EXTENSIONS, atomic_write, check_writable_dir, save_json, save_png,  # noqa: E402
                          staged_folder)

@@ -33,7 +33,7 @@ from dataset.datasets import image_header  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
 from engine.segmenter import ahead, is_url, load_segmenter, open_capture, segment_video  # noqa: E402
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import VIDEO_EXTENSIONS, BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
 from utils.progress import bar  # noqa: E402

@@ -37,7 +37,7 @@ from dataset.datasets import image_header  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
 from engine.segmenter import load_segmenter, segment_video  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import IMAGE_EXTENSIONS, save_png  # noqa: E402
 from utils.vis import overlay  # noqa: E402
