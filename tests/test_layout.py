@@ -3,6 +3,8 @@ model -> utils. A helper package never imports the packages built on it."""
 import ast
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -30,6 +32,9 @@ def test_imports_point_one_way(package):
 
 # The project's own modules: packages, tools and the scripts at the top (tests are not part of the graph).
 PACKAGES = ("engine", "dataset", "model", "utils", "tools")
+# Tools still imported as libraries until issue 26's exporter (export_onnx, export_openvino) and issue 25's
+# dataset/ modules (prepare_dataset, _prepare) land; the lead removes these exceptions then.
+TOOLS_STILL_IMPORTED = {"tools.export_onnx", "tools.export_openvino", "tools.prepare_dataset", "tools._prepare"}
 
 
 def project_modules():
@@ -75,3 +80,36 @@ def test_the_import_graph_has_no_cycle():
         if name not in state:
             visit(name, [name])
     assert not cycles, cycles
+
+
+def test_nothing_imports_a_tool():
+    """Tools are leaves (STYLE.md 18): what two scripts need lives in a package."""
+    modules = project_modules()
+    wrong = [f"{os.path.relpath(path, ROOT)} imports {other}" for name, path in sorted(modules.items())
+             for other in sorted(imported_modules(path, modules))
+             if other.startswith("tools.") and other not in TOOLS_STILL_IMPORTED]
+    assert not wrong, wrong
+
+
+def test_both_import_forms_are_read(tmp_path):
+    """The check above reads `from tools import x` and `import tools.x` alike."""
+    path = tmp_path / "m.py"
+    path.write_text("import tools.segment\nfrom tools import webui\nfrom tools.demo import main\n")
+    modules = {"tools.segment": "", "tools.webui": "", "tools.demo": "", "tools": ""}
+    assert imported_modules(str(path), modules) == {"tools", "tools.segment", "tools.webui", "tools.demo"}
+
+
+# Modules that only running a trained model needs: exported files, their runtimes, video, the web page.
+DEPLOYMENT = ("engine.segmenter", "engine.video", "engine.exported", "engine.backend", "engine.export",
+              "onnx", "onnxruntime", "openvino", "nncf", "gradio")
+
+
+@pytest.mark.slow
+def test_the_command_lines_of_training_load_no_deployment_module():
+    """engine.cli builds every script's parser; the segmenter's flags take their default from it, not the
+    other way round. (tests/test_backend.py checks the training scripts themselves.)"""
+    code = (f"import sys; import engine.cli; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {DEPLOYMENT!r} or m in {DEPLOYMENT!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -338,20 +338,24 @@ def test_a_live_stream_drops_frames_and_keeps_its_video_on_ctrl_c(data, tmp_path
     timing, and Ctrl-C ends it keeping what was written."""
     seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
         ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
-    calls, predict = [], seg.predict
+    calls = []
 
-    def slow(x):
-        calls.append(1)
-        if len(calls) == interrupt_at:
-            Gated.opened[-1].let_through(10 ** 6)  # the grabber runs to the stream's end, so it can stop
-            raise KeyboardInterrupt
-        Gated.opened[-1].let_through(3)
-        return predict(x)
-    seg.predict = slow
+    class Slow:  # the segmenter, with the source delivering 3 frames during each of its calls
+        def __call__(self, image_bgr):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                Gated.opened[-1].let_through(10 ** 6)  # the grabber runs to the stream's end, so it can stop
+                raise KeyboardInterrupt
+            Gated.opened[-1].let_through(3)
+            return seg(image_bgr)
+
+        def __getattr__(self, name):
+            return getattr(seg, name)
+
     monkeypatch.setattr(cv2, "VideoCapture", Gated)
     interrupt_at = None
     path = tmp_path / "out" / "live_overlay.mp4"
-    result = engine_video.segment_video(seg, http_video, str(path), live=True)
+    result = engine_video.segment_video(Slow(), http_video, str(path), live=True)
     monkeypatch.undo()  # frame_count reads the result through an ungated capture
     # Frames 1, 4, 7, 10 and 12 of 12 are segmented; the 7 dropped are filled with the last overlay.
     assert result["stopped"] is None and result["frames"] == 5 and result["written"] == 12
@@ -359,7 +363,7 @@ def test_a_live_stream_drops_frames_and_keeps_its_video_on_ctrl_c(data, tmp_path
 
     calls[:], interrupt_at = [], 2
     monkeypatch.setattr(cv2, "VideoCapture", Gated)
-    result = engine_video.segment_video(seg, http_video, str(path), live=True)
+    result = engine_video.segment_video(Slow(), http_video, str(path), live=True)
     monkeypatch.undo()
     assert result["stopped"] == "Ctrl-C" and result["frames"] == 1 and result["written"] == 1
     assert frame_count(path) == 1

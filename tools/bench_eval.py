@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import cityscapes_eval  # noqa: E402
-from tools.make_demo_data import make_cityscapes  # noqa: E402
+from dataset.synthetic import make_cityscapes  # noqa: E402
 from utils.args import positive_int, size_pair  # noqa: E402
 
 CONFIGS = {

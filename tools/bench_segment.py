@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from dataset.specs import CITYSCAPES  # noqa: E402
 from engine.checkpoint import self_contained  # noqa: E402
 from model import build_model  # noqa: E402
-from tools.make_demo_data import street_scene  # noqa: E402
+from dataset.synthetic import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 
 # configuration: (the file given as --resume, extra flags)

@@ -16,7 +16,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tools.make_demo_data import make_cityscapes  # noqa: E402
+from dataset.synthetic import make_cityscapes  # noqa: E402
 
 
 def run(args):

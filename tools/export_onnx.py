@@ -26,7 +26,7 @@ from dataset.datasets import normalize, to_tensor  # noqa: E402
 from engine.checkpoint import build_for_inference, checkpoint_mean, class_table  # noqa: E402
 from engine.exported import load_exported, metadata  # noqa: E402
 from model.inference import Deployable, fold_bn  # noqa: E402
-from tools.make_demo_data import street_scene  # noqa: E402
+from dataset.synthetic import street_scene  # noqa: E402
 from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import atomic_write, check_writable_file  # noqa: E402

@@ -14,7 +14,7 @@ sys.path.insert(0, ROOT)
 
 import custom_train  # noqa: E402
 from tools import prepare_dataset  # noqa: E402
-from tools.make_demo_data import make_custom  # noqa: E402
+from dataset.synthetic import make_custom  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
