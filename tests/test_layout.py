@@ -113,3 +113,17 @@ def test_the_command_lines_of_training_load_no_deployment_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+IDIOM = ("ROOT = Path(__file__).resolve().parents[1]\n"
+         "sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable\n")
+
+
+def test_every_tool_reaches_the_project_one_way():
+    """One idiom makes the tools runnable as files (STYLE.md 12): no other change of sys.path."""
+    wrong = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "tools", "*.py"))):
+        text = open(path, encoding="utf-8").read()
+        if not path.endswith("__init__.py") and (text.count(IDIOM) != 1 or text.count("sys.path") != 1):
+            wrong.append(os.path.relpath(path, ROOT))
+    assert not wrong, wrong

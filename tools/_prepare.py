@@ -9,8 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-if __name__ == "__main__":  # run as a file (python tools/_prepare.py --help): the repository root is not on the path
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from utils.files import atomic_write  # noqa: E402
 from utils.errors import UserError  # noqa: E402

@@ -11,12 +11,12 @@ agreement the file is not kept and the exit status is 2.
 Needs `onnx` and `onnxruntime` (requirements-dev.txt); inference with the file needs only onnxruntime.
 """
 import argparse
-import os
 import sys
 import warnings
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from dataset import custom  # noqa: E402
 from dataset.inform import get_inform  # noqa: E402
