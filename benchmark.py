@@ -42,7 +42,7 @@ from utils.device import keep_cpu_memory
 from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
 from utils.files import check_writable_file, save_json
-from tools.make_demo_data import street_scene
+from dataset.synthetic import street_scene
 
 NOTE = "Latency is wall-clock per forward pass (input to logits at the input's size, no argmax)."
 SYNC_NOTE = ("On CUDA every timed call ends with torch.cuda.synchronize(): without it a timing measures only "

@@ -12,7 +12,7 @@ import sys
 
 from engine.cli import custom_spec, eval_parser, spec_of_argv
 from engine.evaluate import evaluate, predict
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError, run_cli
 
 

@@ -21,7 +21,7 @@ from dataset import coco, custom, labelme, layouts
 from dataset.classes_file import background_class, find_classes_file, read_classes
 from dataset.inform import get_inform
 from dataset.palettes import default_palette
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, save_json, save_png, staged_folder
 from utils.progress import iterate, plural

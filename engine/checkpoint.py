@@ -11,7 +11,7 @@ from dataset.palettes import default_palette
 from dataset.specs import CITYSCAPES, spec_for
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError
 
 

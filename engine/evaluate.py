@@ -15,7 +15,7 @@ from engine.checkpoint import build_for_inference, input_mean, network_of
 from engine.exported import is_exported, load_exported
 from model.inference import Predictor, predict_multiscale
 from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError
 from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png,
                          staged_folder)

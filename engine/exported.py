@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engine.checkpoint import Weights
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError
 
 EXTENSIONS = (".onnx", ".xml")

@@ -23,7 +23,7 @@ from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.device import amp_notice, select_device, use_device
-from utils.dist import log
+from utils.log import log, rank as process_rank  # `rank`: the local name of a process's rank below
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, remove_stale
 from utils.metric import ConfusionMatrix
@@ -43,7 +43,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device)
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), NEVER, dtype=torch.long, device=device)
-    progress = bar(len(loader), f"epoch {epoch + 1}/{args.max_epochs}") if du.rank() == 0 else None
+    progress = bar(len(loader), f"epoch {epoch + 1}/{args.max_epochs}") if process_rank() == 0 else None
     shown = 0
     amp_dtype = AMP_DTYPES[args.amp]
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -219,7 +219,7 @@ def train(args, spec):
     # before any process group exists: the spawning process, or torchrun's rank 0 while the other ranks wait
     # in init_process_group (its timeout covers this). Rank 0 then broadcasts them: with several machines
     # the others may have no copy of the file, and must not compute their own.
-    inform = read_statistics(args) if du.rank() == 0 else None
+    inform = read_statistics(args) if process_rank() == 0 else None
     if nprocs:
         log(f"starting {nprocs} processes, one per GPU of --gpus {args.gpus} (DistributedDataParallel)")
         return du.spawn(train_process, nprocs, args, spec, device, gpu_ids, samples, inform)

@@ -17,7 +17,7 @@ from conftest import fails
 from dataset import coco
 from dataset.annotations import CocoWriter, labelme_document, regions
 from tools import prepare_dataset
-from tools.make_demo_data import SHAPE_CLASSES, shapes
+from dataset.synthetic import SHAPE_CLASSES, shapes
 from utils.errors import run_cli
 
 H, W = 40, 56

@@ -13,7 +13,7 @@ from conftest import fails
 from dataset.classes_file import background_class, read_classes
 from dataset.layouts import held_out
 from tools import prepare_dataset
-from tools.make_demo_data import shapes
+from dataset.synthetic import shapes
 from utils.errors import UserError, run_cli
 
 TRIAL = "id,name,r,g,b\n0,background,0,0,0\n1,road,128,64,128\n2,car,0,0,142\n3,person,220,20,60\n4,sky,70,130,180\n"

@@ -20,7 +20,7 @@ from dataset.classes_file import read_classes
 from dataset.palettes import default_palette
 from engine.exported import onnxruntime_session
 from tools import export_onnx, prepare_dataset, segment
-from tools.make_demo_data import SHAPE_CLASSES, SHAPE_COLOURS, make_custom
+from dataset.synthetic import SHAPE_CLASSES, SHAPE_COLOURS, make_custom
 from utils.errors import UserError, run_cli
 from utils.vis import confusion_image
 

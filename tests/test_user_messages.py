@@ -10,7 +10,7 @@ import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
 from tools import plot_log, prepare_cityscapes
-from tools.make_demo_data import make_cityscapes
+from dataset.synthetic import make_cityscapes
 from utils.errors import run_cli
 
 from conftest import ROOT, TINY_EVAL as TINY, fails

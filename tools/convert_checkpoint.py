@@ -13,11 +13,12 @@ their preprocessing; for the others the mean comes from --inform_data_file, or, 
 Cityscapes mean the original release computed (a notice says so).
 """
 import argparse
-import os
 import sys
+from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
+
 from dataset.specs import spec_for  # noqa: E402
 from engine.checkpoint import build_for_inference, checkpoint_mean, self_contained  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402

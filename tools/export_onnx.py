@@ -11,12 +11,12 @@ agreement the file is not kept and the exit status is 2.
 Needs `onnx` and `onnxruntime` (requirements-dev.txt); inference with the file needs only onnxruntime.
 """
 import argparse
-import os
 import sys
 import warnings
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,8 +26,8 @@ from dataset.datasets import normalize, to_tensor  # noqa: E402
 from engine.checkpoint import build_for_inference, checkpoint_mean, class_table  # noqa: E402
 from engine.exported import load_exported, metadata  # noqa: E402
 from model.inference import Deployable, fold_bn  # noqa: E402
-from tools.make_demo_data import street_scene  # noqa: E402
-from utils.dist import log  # noqa: E402
+from dataset.synthetic import street_scene  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import atomic_write, check_writable_file  # noqa: E402
 

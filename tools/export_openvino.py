@@ -18,9 +18,10 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -32,7 +33,7 @@ from dataset.specs import spec_for  # noqa: E402
 from engine.exported import METADATA_KEY, load_exported  # noqa: E402
 from tools.export_onnx import MIN_AGREEMENT, check_image, compare, export, load_checkpoint  # noqa: E402
 from utils.args import positive_int  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import check_writable_file  # noqa: E402
 from utils.metric import ConfusionMatrix  # noqa: E402

@@ -10,11 +10,11 @@ every file), or, where a frame has only its *_gtFine_labelIds.png, by mapping th
 label table (the same id -> trainId pairs); a rerun only checks.
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from dataset.cityscapes_files import (IMAGE, ZIPS, check_layout, how_to_get, make_train_ids,  # noqa: E402
                                       samples_on_disk)

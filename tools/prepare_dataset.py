@@ -11,10 +11,11 @@ JSON; classes files in .txt, .csv, .json and CVAT's labelmap.txt. The rules live
 and the modules it names); the README's 'Train on your own data' gives every format and the overlap rules.
 """
 import argparse
-import os
 import sys
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from dataset.layouts import LAYOUTS  # noqa: E402
 from dataset.prepare import FORMATS, prepare  # noqa: E402
