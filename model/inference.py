@@ -5,7 +5,7 @@ An eval loop prepares the model once and calls the predictor per image:
 
     predict = Predictor(model, "fold_bn+channels_last", device)
     logits = predict(images)                     # (B, classes, H, W), float32
-    probs = predict_multiscale(predict, images, scales=(0.75, 1.0, 1.25), flip=True, classes=19)
+    probs = multiscale_probs(predict, images, scales=(0.75, 1.0, 1.25), flip=True, classes=19)
 
 A mode is a preset name from MODES or features joined by '+', from FEATURES. On the CPU, also call
 utils.device.keep_cpu_memory() once per process (see its docstring).
@@ -181,7 +181,7 @@ class Deployable(nn.Module):
         return logits.argmax(1), logits
 
 
-def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=None):
+def multiscale_probs(predict_fn, image, scales=(1.0,), flip=False, classes=None):
     """Average of softmax probabilities over scales (and horizontal flips), at the input's H, W.
 
     As mmsegmentation's test-time augmentation (MultiScaleFlipAug + EncoderDecoder.inference), which gave
@@ -193,7 +193,7 @@ def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=Non
     normalised float image is resized. Returns (B, classes, H, W) float32.
     """
     if not scales:
-        raise ValueError("predict_multiscale needs at least one scale")
+        raise ValueError("multiscale_probs needs at least one scale")
     h, w = image.shape[-2:]
     total, passes = None, 0
     for s in scales:

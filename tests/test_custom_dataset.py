@@ -17,7 +17,7 @@ import custom_train
 from conftest import TINY, fails
 from dataset import custom
 from dataset.palettes import default_palette
-from engine.exported import onnxruntime_session
+from engine.backend import onnxruntime_session
 from tools import export_onnx, prepare_dataset, segment
 from tools.make_demo_data import SHAPE_CLASSES, SHAPE_COLOURS, make_custom
 from utils.errors import UserError, run_cli
