@@ -28,7 +28,7 @@ from engine.backend import METADATA_KEY, load, metadata
 from model.inference import Deployable, fold_bn
 from utils.dist import log
 from utils.errors import UserError
-from utils.files import staged_folder
+from utils.files import check_writable_file, staged_folder
 from utils.metric import ConfusionMatrix
 
 MAX_MIOU_DROP = 1.0  # points: the most an export may lose against PyTorch on a labelled list
@@ -44,6 +44,7 @@ class Format:
     label: str             # the runtime and precision, as the check's line names them
     noun: str              # what a refusal calls the file
     advice: str            # what a refusal tells the user to do
+    files: str = ""        # how --out names the files, when more than one is written
 
 
 FORMATS = {f.name: f for f in (
@@ -52,9 +53,9 @@ FORMATS = {f.name: f for f in (
     Format("onnx_int8", ".onnx", "int8", 0.98, ("onnx", "onnxruntime"), "ONNX Runtime int8", "the int8 graph",
            "calibrate on more images like those it will segment."),
     Format("openvino", ".xml", "fp32", 0.999, ("onnx", "openvino"), "OpenVINO fp32", "the fp32 IR",
-           "report this with your torch and openvino versions."),
+           "report this with your torch and openvino versions.", " (the IR is an .xml and a .bin of the same name)"),
     Format("openvino_int8", ".xml", "int8", 0.98, ("onnx", "openvino", "nncf"), "OpenVINO int8", "the int8 IR",
-           "calibrate on more images like those it will segment."),
+           "calibrate on more images like those it will segment.", " (the IR is an .xml and a .bin of the same name)"),
 )}
 
 
@@ -109,17 +110,23 @@ class CalibrationImages:
             yield image[None]
 
 
+def check_out(name, out):
+    """Before any work: `out` can be written as format `name`, whose packages import."""
+    fmt = FORMATS[name]
+    if not out.lower().endswith(fmt.suffix):
+        raise UserError(f"--out {out} must end in {fmt.suffix}{fmt.files}.")
+    check_writable_file(out, "--out")
+    if not available(name):
+        raise UserError(f"the {fmt.label} export needs {', '.join(fmt.packages)}; pip install -r "
+                        f"requirements-dev.txt (it pins them).")
+
+
 def export(name, source, out, calibration=None, check=None, opset=17):
     """Write `source` (an engine.backend.TorchBackend: the network and what it says about itself) as format
     `name` to `out`, checked with `check` (None: not checked) before it appears; int8 formats are calibrated on
     `calibration` (sized, iterable (1, H, W, 3) uint8 BGR images). Returns the check's figures."""
     fmt = FORMATS[name]
-    if not available(name):
-        raise UserError(f"the {fmt.label} export needs {', '.join(fmt.packages)}; pip install -r "
-                        f"requirements-dev.txt (it pins them).")
-    if not out.lower().endswith(fmt.suffix):
-        raise UserError(f"--out {out} must end in {fmt.suffix}"
-                        + (" (the IR is an .xml and a .bin of the same name)." if fmt.suffix == ".xml" else "."))
+    check_out(name, out)
     net = Deployable(fold_bn(source.model).cpu(), source.mean).eval()
     result = {}
     with staged_folder(os.path.dirname(os.path.abspath(out)), log) as stage:

@@ -126,7 +126,8 @@ def test_compare_reports_every_model(tmp_path, capsys):
 def test_scripts_default_row_is_measured_last_and_exact(tmp_path, monkeypatch):
     events, time_rounds = [], benchmark.time_rounds
     monkeypatch.setattr(benchmark, "keep_cpu_memory", lambda: events.append("keep_cpu_memory") or True)
-    monkeypatch.setattr(benchmark, "time_rounds", lambda calls, *a: events.append(sorted(calls)) or time_rounds(calls, *a))
+    monkeypatch.setattr(benchmark, "time_rounds",
+                        lambda calls, *a: events.append(sorted(calls)) or time_rounds(calls, *a))
     out = tmp_path / "b.json"
     run(["--device", "cpu", "--input_size", "32,48", "--M", "1", "--N", "1", "--mode", "exact",
          "--scripts_default", "--warmup", "0", "--runs", "2", "--json", str(out)])

@@ -5,9 +5,9 @@
 The graph takes `image`: uint8 (N, H, W, 3), BGR as cv2.imread returns it, N, H and W dynamic; it
 returns `labels` (N, H, W) int64 class ids and `logits` (N, C, H, W) float32, C (the class count) declared.
 The file records what inference needs (network, classes, class names, palette, dataset, input mean) in its
-metadata_props under 'cgnet', so every script takes it as --resume. After writing, the graph is run with ONNX Runtime on an
-image (--image, or a synthetic street scene) and compared with the PyTorch model; below 99.9 % argmax
-agreement the file is not kept and the exit status is 2.
+metadata_props under 'cgnet', so every script takes it as --resume. After writing, the graph is run with ONNX
+Runtime on an image (--image, or a synthetic street scene) and compared with the PyTorch model; below 99.9 %
+argmax agreement the file is not kept and the exit status is 2. engine/export.py does the work.
 Needs `onnx` and `onnxruntime` (requirements-dev.txt); inference with the file needs only onnxruntime.
 """
 import argparse
@@ -18,17 +18,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from engine.backend import load  # noqa: E402
-from engine.export import FORMATS, Check, check_image, export  # noqa: E402
+from engine.export import FORMATS, Check, check_image, check_out, export  # noqa: E402
 from tools.make_demo_data import street_scene  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
-from utils.files import check_writable_file  # noqa: E402
 
 MIN_AGREEMENT = FORMATS["onnx"].min_agreement
 
 
 def main(args):
-    check_writable_file(args.out, "--out")
+    check_out("onnx", args.out)
     image = check_image(args.image, street_scene)
     source = load(args.resume, argparse.Namespace(inform_data_file=args.inform_data_file))
     least = MIN_AGREEMENT if args.min_agreement is None else args.min_agreement

@@ -25,12 +25,12 @@ import numpy as np  # noqa: E402
 from dataset.datasets import image_header, read_list  # noqa: E402
 from dataset.specs import spec_for  # noqa: E402
 from engine.backend import load  # noqa: E402
-from engine.export import FORMATS, MAX_MIOU_DROP, CalibrationImages, Check, check_image, export  # noqa: E402
+from engine.export import (FORMATS, MAX_MIOU_DROP, CalibrationImages, Check, check_image, check_out,  # noqa: E402
+                           export)
 from tools.make_demo_data import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 from utils.dist import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import check_writable_file  # noqa: E402
 
 MIN_AGREEMENT, MIN_AGREEMENT_INT8 = FORMATS["openvino"].min_agreement, FORMATS["openvino_int8"].min_agreement
 LIST_EXTENSIONS = (".txt", ".lst")
@@ -68,9 +68,8 @@ def subset(paths, n):
 
 
 def main(args):
-    if not args.out.lower().endswith(".xml"):
-        raise UserError(f"--out {args.out} must end in .xml (the IR is an .xml and a .bin of the same name).")
-    check_writable_file(args.out, "--out")
+    fmt = "openvino_int8" if args.int8 else "openvino"
+    check_out(fmt, args.out)
     if args.int8 and not args.calibration:
         raise UserError("--int8 needs --calibration images (files, folders or a list file) to set the int8 ranges "
                         "from; give a few hundred images like those the model will segment.")
@@ -87,7 +86,6 @@ def main(args):
         check.ignore_label = spec.ignore_label if spec is not None and spec.classes == source.classes else 255
         check.samples = read_list(args.val_data_list, args.data_dir, True, "--val_data_list")
         check.list_name = args.val_data_list
-    fmt = "openvino_int8" if args.int8 else "openvino"
     result = export(fmt, source, args.out, calibration=CalibrationImages(paths), check=check)
     log(f"wrote {args.out} and {os.path.splitext(args.out)[0]}.bin ({FORMATS[fmt].precision}): input "
         f"'image' uint8 (N, H, W, 3) BGR; outputs 'labels' (N, H, W) int64, 'logits' (N, {source.classes}, H, W) "
