@@ -156,10 +156,9 @@ def write_onnx(net, path, fmt, source, calibration=None, opset=17):
                                         "logits": {0: "N", 2: "H", 3: "W"}},
                           opset_version=opset, dynamo=False)
     if fmt.precision == "int8":
-        fp32, path = path, path + ".int8.onnx"
-        quantize(fp32, calibration, path)
-        os.replace(path, fp32)
-        path = fp32
+        quantized = path + ".int8"
+        quantize(path, calibration, quantized)
+        os.replace(quantized, path)
     graph = onnx.load(path)
     # The exporter leaves the class count a symbol after the final resize; tools that build engines from the
     # graph need it declared.
