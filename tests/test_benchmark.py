@@ -67,10 +67,15 @@ def test_real_image_input(tmp_path):
         run(["--device", "cpu", "--image", str(tmp_path / "missing.png")])
 
 
-def test_all_leaves_out_fp16_on_cpu():
+def test_all_leaves_out_fp16_on_cpu_and_runs_the_runtimes_whose_packages_import(monkeypatch):
     args = benchmark.get_args_parser().parse_args(["--all", "--device", "cpu"])
     modes = benchmark.select_modes(args, torch.device("cpu"))
     assert modes[0] == "eager" and "fp16" not in modes and "compile" in modes
+    assert set(benchmark.RUNTIMES) <= set(modes)  # onnx, onnxruntime, openvino and nncf are in requirements-dev
+    assert not set(benchmark.RUNTIMES) & set(benchmark.select_modes(args, torch.device("cuda")))  # CPU runtimes
+    monkeypatch.setattr(benchmark.export, "available", lambda fmt: not fmt.startswith("openvino"))
+    assert [m for m in benchmark.select_modes(args, torch.device("cpu")) if m in benchmark.RUNTIMES] == \
+        ["onnxruntime", "onnxruntime_int8"]
 
 
 def test_flops_count_two_per_multiply_add():
