@@ -1,6 +1,6 @@
-"""A model file as a segmenter of BGR images, with what showing its result needs: the network's input mean,
-its classes' names and colours. One place turns a --resume file into predictions for tools/segment.py and
-tools/webui.py, through the same predictor() as the evaluation scripts.
+"""A model file as a segmenter of BGR images, with what showing its result needs: its classes' names and
+colours. tools/segment.py and tools/webui.py load the --resume file through engine.backend, as the evaluation
+scripts do.
 
     seg = load_segmenter(args)          # args: resume, inform_data_file, amp, compile, plain, cuda, gpus
     pred = seg(image_bgr)               # (H, W) uint8 class ids, as cityscapes_eval.py predicts them
@@ -21,13 +21,10 @@ import torch
 from PIL import Image
 
 from dataset.classes_file import background_class
-from dataset.datasets import image_header, normalize, to_tensor
-from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
+from dataset.datasets import image_header
+from engine.backend import load
 from engine.cli import MAX_SIDE
-from engine.evaluate import predictor
-from engine.exported import is_exported, load_exported
 from engine.video import is_url, open_capture, video_metadata
-from utils.device import select_device, use_device
 from utils.files import save_png
 from utils.vis import overlay
 
@@ -38,21 +35,14 @@ OUTPUTS = (".png", "_color.png", "_overlay.png")  # what save() writes per image
 
 @dataclass
 class Segmenter:
-    predict: object           # input() of an image -> logits (B, classes, H, W); preprocessed float inputs too
-    mean: np.ndarray          # what preprocessing subtracts (dataset.datasets.normalize)
-    network: dict             # build_model's keyword arguments
-    dataset: str              # the dataset it was trained for, or None
-    class_names: list
-    palette: list             # [[r, g, b], ...], one per class
-    device: torch.device
-    path: str
+    backend: object           # engine.backend.Backend: logits/labels of a batch, the file's metadata
     max_side: int = MAX_SIDE  # 0: no cap (memory grows with the image)
     tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
-    takes_uint8: bool = False  # an exported file: its graph takes the BGR image itself (engine.exported)
 
-    @property
-    def classes(self):
-        return len(self.class_names)
+    def __getattr__(self, name):  # what the file says about itself: mean, network, dataset, class_names, ...
+        if name in ("mean", "network", "dataset", "class_names", "palette", "classes", "device", "path"):
+            return getattr(self.backend, name)
+        raise AttributeError(name)
 
     @property
     def background(self):
@@ -75,18 +65,14 @@ class Segmenter:
         return self.prepare(image_bgr)
 
     def prepare(self, image_bgr):
-        """(1, 3, H, W): the evaluation scripts' preprocessing; for an exported file the image itself
-        (1, H, W, 3), which its graph preprocesses."""
-        if self.takes_uint8:
-            return torch.from_numpy(np.ascontiguousarray(image_bgr))[None]
-        return to_tensor(normalize(image_bgr, self.mean))[None]
+        """A batch of one image in the backend's input kind (the eval scripts' preprocessing, or the image)."""
+        return self.backend.prepare(image_bgr)
 
     def labels(self, x, size=None):
         """(H, W) uint8 class ids of one network input; `size` (H, W): the original image's, when x was shrunk."""
-        if size is None or tuple(size) == tuple(x.shape[1:3] if self.takes_uint8 else x.shape[2:]):
-            pred = self.predict.labels(x) if self.takes_uint8 else self.predict(x).argmax(1)  # exported: the graph's
-            return pred[0].to(torch.uint8).cpu().numpy()
-        return upsampled_argmax(self.predict(x)[0].float().cpu().numpy(), size)
+        if size is None or tuple(size) == self.backend.size(x):
+            return self.backend.labels(x)[0].to(torch.uint8).cpu().numpy()
+        return upsampled_argmax(self.backend.logits(x)[0].float().cpu().numpy(), size)
 
     def __call__(self, image_bgr):
         if self.tiled(image_bgr):
@@ -148,20 +134,8 @@ def upsampled_argmax(logits, size):
 def load_segmenter(args, path=None, flag="--resume"):
     """The segmenter of `path` (default args.resume) on the device the flags select; args.max_side and
     args.tile, when present, set how large images are segmented."""
-    path = path or args.resume
-    size = {"max_side": getattr(args, "max_side", MAX_SIDE), "tile": getattr(args, "tile", False)}
-    if is_exported(path):  # .onnx / .xml: on the CPU, through the file's runtime
-        predict, weights = load_exported(path, flag, args.amp, args.compile)
-        names, palette = class_table(weights)
-        return Segmenter(predict, weights.mean, weights.network, weights.dataset, names, palette,
-                         torch.device("cpu"), path, takes_uint8=True, **size)
-    device, _ = select_device(args)
-    use_device(device)
-    model, weights = build_for_inference(path, flag)
-    mean = checkpoint_mean(weights, path, getattr(args, "inform_data_file", None), flag)
-    names, palette = class_table(weights)
-    return Segmenter(predictor(args, model.to(device), device), mean, weights.network, weights.dataset,
-                     names, palette, device, path, **size)
+    return Segmenter(load(path or args.resume, args, flag), getattr(args, "max_side", MAX_SIDE),
+                     getattr(args, "tile", False))
 
 
 @dataclass(frozen=True)

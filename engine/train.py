@@ -1,6 +1,6 @@
 """Training, shared by the Cityscapes and CamVid scripts: train() (lists, statistics) -> train_process()
 per process (device, process group) -> _train(): restore(), open_log(), then per epoch train_one_epoch(),
-validate() (engine/evaluate.py) and save().
+validate() and save().
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
@@ -15,10 +15,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dataset.datasets import TrainDataset, make_loader, read_list
+from dataset.datasets import EvalDataset, TrainDataset, make_loader, read_list
 from dataset.inform import get_inform
 from engine.checkpoint import build_and_load, load_pretrained, network_of, self_contained
-from engine.evaluate import validate
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
@@ -35,6 +34,26 @@ from utils.progress import bar, plural
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NEVER = torch.iinfo(torch.long).max  # "no bad iteration yet"
+
+
+
+@torch.inference_mode()
+def validate(model, samples, mean, args, device, rank=0, world=1):
+    """mIoU over `samples` (batch 1, full resolution); ranks split the list, the confusion matrix is summed.
+    The training loop's own eager forward: training loads no inference or deployment module."""
+    model.eval()
+    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
+    subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
+    loader = make_loader(subset, 1, args.num_workers, device)
+    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
+    with bar(len(subset), "validation", "images") if rank == 0 else contextlib.nullcontext() as progress:
+        for images, labels, _ in loader:
+            pred = model(images.to(device, non_blocking=True)).argmax(1)
+            conf.update(pred, labels.to(device, non_blocking=True))
+            if progress is not None:
+                progress.update()
+    conf.all_reduce()
+    return conf.compute()
 
 
 def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, args, it0, max_it):

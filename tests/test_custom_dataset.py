@@ -18,7 +18,7 @@ from conftest import TINY, fails
 from dataset import custom
 from dataset.classes_file import read_classes
 from dataset.palettes import default_palette
-from engine.exported import onnxruntime_session
+from engine.backend import onnxruntime_session
 from tools import export_onnx, prepare_dataset, segment
 from dataset.synthetic import SHAPE_CLASSES, SHAPE_COLOURS, make_custom
 from utils.errors import UserError, run_cli

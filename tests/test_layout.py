@@ -32,9 +32,6 @@ def test_imports_point_one_way(package):
 
 # The project's own modules: packages, tools and the scripts at the top (tests are not part of the graph).
 PACKAGES = ("engine", "dataset", "model", "utils", "tools")
-# Tools still imported as libraries until issue 26's exporter (export_onnx, export_openvino) and issue 25's
-# dataset/ modules (prepare_dataset, _prepare) land; the lead removes these exceptions then.
-TOOLS_STILL_IMPORTED = {"tools.export_onnx", "tools.export_openvino"}  # until the exporter lands
 
 
 def project_modules():
@@ -87,7 +84,7 @@ def test_nothing_imports_a_tool():
     modules = project_modules()
     wrong = [f"{os.path.relpath(path, ROOT)} imports {other}" for name, path in sorted(modules.items())
              for other in sorted(imported_modules(path, modules))
-             if other.startswith("tools.") and other not in TOOLS_STILL_IMPORTED]
+             if other.startswith("tools.")]
     assert not wrong, wrong
 
 

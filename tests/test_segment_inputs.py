@@ -193,14 +193,14 @@ def test_ctrl_c_during_a_video_leaves_no_thread_and_the_capture_released(data, t
 
     seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
         ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
-    calls, predict = [], seg.predict
+    calls, predict = [], seg.backend.logits
 
     def interrupted_at_the_third_frame(x):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return predict(x)
-    seg.predict = interrupted_at_the_third_frame
+    seg.backend.logits = interrupted_at_the_third_frame
     before = set(threading.enumerate())
     monkeypatch.setattr(cv2, "VideoCapture", Watched)
     with pytest.raises(KeyboardInterrupt):
@@ -215,12 +215,12 @@ def test_the_overlay_of_a_large_photo_is_at_its_size_and_tiles_bound_the_network
                                                  "false", "--max_side", "64", "x"])
     seg = segmenter.load_segmenter(args)
     image = cv2.resize(cv2.imread(data["photos"][0]), (200, 100))
-    sizes, predict = [], seg.predict
+    sizes, predict = [], seg.backend.logits
 
     def recording(x):
         sizes.append(tuple(x.shape[2:]))
         return predict(x)
-    seg.predict = recording
+    seg.backend.logits = recording
     assert seg(image).shape == (100, 200) and sizes == [(32, 64)]  # shrunk for the network, resized back
 
     seg.tile, sizes[:] = True, []
