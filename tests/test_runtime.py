@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import engine.runtime as runtime
-from engine.exported import read_openvino
+from engine.backend import read_openvino
 from engine.profile import STAGES
 from tools import export_openvino, segment
 from utils.errors import run_cli

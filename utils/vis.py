@@ -38,8 +38,10 @@ def _known(label, palette):
     return (label >= 0) & (label < len(palette))
 
 
-def overlay(image_rgb, label, palette, alpha=0.5):
-    """(H, W, 3) uint8 image with the class colours blended in; pixels of no class (ignore) keep the image.
+def overlay(image_rgb, label, palette, alpha=0.5, background=None):
+    """(H, W, 3) uint8 image with the class colours blended in; pixels of no class (ignore) keep the image, and so
+    do those of the class `background` (an index, e.g. dataset.classes_file.background_class's), so that a
+    binary dataset's black background does not darken the whole photo.
     All in uint8: the colours by table lookup, the blend by cv2.addWeighted (float32 inside, rounded to nearest as
     np.rint: at alpha 0.5 it equals the float blend exactly). The channel order is the image's and the palette's:
     a BGR frame with the palette's colours reversed gives the BGR overlay, with no copy of the frame."""
@@ -50,6 +52,8 @@ def overlay(image_rgb, label, palette, alpha=0.5):
     for y in range(0, label.shape[0], rows):
         image, band = image_rgb[y:y + rows], label[y:y + rows]
         known = _known(band, palette)
+        if background is not None:
+            known &= band != background
         every = bool(known.all())
         codes = band if band.dtype == np.uint8 else np.where(known, band, 0).astype(np.uint8)
         cv2.addWeighted(image, 1 - alpha, colorize(codes, palette), alpha, 0.0, dst=out[y:y + rows])
