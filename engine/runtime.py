@@ -17,6 +17,7 @@ Compiled for one shape, the graph gives the dynamic model's labels (tests/test_r
 int8 model all of them, see compile()).
 """
 import collections
+import concurrent.futures
 import threading
 
 from utils.errors import UserError
@@ -55,6 +56,8 @@ class ShapedModel:
         self.fixed = collections.OrderedDict()  # (shape, hint) -> (compiled model, its requests)
         self.met = collections.Counter()
         self.evictions = 0
+        self.building = {}  # (shape, hint) -> Future of (compiled model, its requests)
+        self.background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="openvino-compile")
         self.lock = threading.Lock()
 
     @property
@@ -77,24 +80,39 @@ class ShapedModel:
 
     def compiled(self, shape, hint="LATENCY"):
         """(compiled model, [its requests]) for an input shape: the fixed-shape compilation from the cache, a new
-        one (for a LATENCY call: when the shape is met the second time), or the dynamic model."""
+        one (for a LATENCY call: when the shape is met the second time), or the dynamic model. A stream's
+        (THROUGHPUT) compilation is built in the background: its first frames go through the dynamic model
+        meanwhile, so that a video does not wait for it (a compilation took about as long as 30 frames)."""
         key = (tuple(shape), hint)
         with self.lock:
+            if key in self.building and self.building[key].done():
+                self.keep(key, self.building.pop(key).result())
             if key in self.fixed:
                 self.fixed.move_to_end(key)
                 return self.fixed[key]
+            if key in self.building:
+                return self.dynamic
             self.met[key] += 1
             if (hint == "LATENCY" and self.met[key] < 2) or self.evictions >= MAX_EVICTIONS:
                 return self.dynamic
-            model = self.model.clone()
-            model.reshape({model.input(0).get_any_name(): list(shape)})
-            compiled = self.compile(model, hint)
-            count = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") if hint == "THROUGHPUT" else 1
-            self.fixed[key] = compiled, [compiled.create_infer_request() for _ in range(count)]
-            if len(self.fixed) > self.shapes:
-                self.fixed.popitem(last=False)
-                self.evictions += 1
+            if hint == "THROUGHPUT":
+                self.building[key] = self.background.submit(self.build, shape, hint)
+                return self.dynamic
+            self.keep(key, self.build(shape, hint))
             return self.fixed[key]
+
+    def build(self, shape, hint):
+        model = self.model.clone()
+        model.reshape({model.input(0).get_any_name(): list(shape)})
+        compiled = self.compile(model, hint)
+        count = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") if hint == "THROUGHPUT" else 1
+        return compiled, [compiled.create_infer_request() for _ in range(count)]
+
+    def keep(self, key, entry):
+        self.fixed[key] = entry
+        if len(self.fixed) > self.shapes:
+            self.fixed.popitem(last=False)
+            self.evictions += 1
 
     def __call__(self, image, out):
         compiled, requests = self.compiled(image.shape)

@@ -3,6 +3,7 @@ no dataset.
 
     python tools/segment.py --resume model_350.pth street.jpg photos/ "shots/*.png" drive.mp4 --out result/mine
     python tools/segment.py --resume model_350.pth --camera 0 --max_frames 300 --show --out result/live
+    python tools/segment.py --resume cgnet_int8.xml drive.mp4 --out result/drive --profile   # where time goes
 
 Per image: OUT/{stem}.png (class ids: the dataset's train ids), OUT/{stem}_color.png and
 OUT/{stem}_overlay.png; a folder keeps its subfolders under OUT (photos/sub/y.jpg -> OUT/sub/y.png), and its
