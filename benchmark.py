@@ -359,7 +359,8 @@ def main(args):
 
 def report_rows(results, h, w, baseline):
     return [{"configuration": mode, "resolution": f"{h}x{w}", "median ms": row["median_ms"], "fps": row["fps"],
-             f"x {baseline}": row["speedup_vs_eager"], "argmax agreement": row["argmax_agreement"]}
+             f"x {baseline}": row["speedup_vs_eager"],
+             "argmax agreement": f"{row['argmax_agreement'] * 100:.3f} %"}
             for mode, row in results.items() if "error" not in row]
 
 

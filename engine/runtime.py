@@ -1,12 +1,11 @@
 """An OpenVINO model compiled per input shape, with requests in flight for a video.
 
-    run = ShapedModel(model, amp="none", path="cgnet_int8.xml")
+    run = ShapedModel(openvino_model, amp="none", threads=2)
     labels = run(image, "labels")                    # image: uint8 (1, H, W, 3) BGR; numpy out
     for tag, labels in run.stream(tagged_images):    # (tag, image) in; two requests in flight, results in order
         ...
 
-OpenVINO's CPU plugin pays heavily for dynamic shapes: the int8 CGNet at 360x640 ran about a third faster
-compiled for that one shape (figures in README "Speed"). A video, a camera and an evaluation at one size meet one
+OpenVINO's CPU plugin pays heavily for dynamic shapes (README: "Real time on two CPU cores"). A video, a camera and an evaluation at one size meet one
 shape again and again, so a shape met a second time is compiled for itself and kept, the most recent SHAPES of
 them; a shape met once (a folder of photos of every size) runs on the dynamic model, compiled at load, so that no
 photo waits for a compilation of its own. When shapes keep coming back after being evicted (more sizes in turn
@@ -69,8 +68,8 @@ class ShapedModel:
         """The precision is pinned: the CPU plugin otherwise computes in bf16 on CPUs that have it, silently;
         bf16 is asked for with --amp bf16, as autocast is for a .pth. Snippets (the plugin's fused subgraphs, made
         for fixed shapes only) are off: they round int8 otherwise, and the real CamVid int8 model compiled for
-        one shape then changed 0.4 % of the dynamic model's labels; without them it gives them exactly, and the
-        fixed shape keeps most of its speed-up (README "Speed"). THROUGHPUT: one stream per request in
+        one shape then changed some of the dynamic model's labels; without them it gives them exactly, and the
+        fixed shape keeps most of its speed-up (README: "Real time on two CPU cores"). THROUGHPUT: one stream per request in
         flight, each on its share of the threads; LATENCY: one stream on all of them."""
         config = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": hint,
                   "INFERENCE_NUM_THREADS": self.threads, "SNIPPETS_MODE": "DISABLE"}
@@ -82,7 +81,7 @@ class ShapedModel:
         """(compiled model, [its requests]) for an input shape: the fixed-shape compilation from the cache, a new
         one (for a LATENCY call: when the shape is met the second time), or the dynamic model. A stream's
         (THROUGHPUT) compilation is built in the background: its first frames go through the dynamic model
-        meanwhile, so that a video does not wait for it (a compilation took about as long as 30 frames)."""
+        meanwhile, so that a video does not wait for it (a compilation takes as long as many frames)."""
         key = (tuple(shape), hint)
         with self.lock:
             if key in self.building and self.building[key].done():

@@ -61,8 +61,8 @@ def command():
 
 
 def add_section(path, name, rows, cmd=None, note=""):
-    """Add (or replace) the section `name` of the report at `path`: rows are dicts with 'configuration',
-    'runtime', 'resolution' and the figures ('ms', 'fps', 'vs' ...). Writes path (JSON) and its .md."""
+    """Add (or replace) the section `name` of the report at `path`: rows are dicts, 'configuration' first, then
+    the figures (the table's columns, in order). Writes path (JSON) and, beside it, its .md."""
     report = {"sections": {}}
     if os.path.isfile(path):
         with open(path) as f:
