@@ -68,6 +68,7 @@ def test_the_fp32_exports_give_the_same(test_only, tmp_path, tool, suffix):
     assert_original_figures(evaluate(out, test_only, tmp_path, "--metrics", str(tmp_path / "m.json")))
 
 
+@pytest.mark.slow
 def test_segment_predicts_what_camvid_test_predicts(test_only, tmp_path):
     """tools/segment.py on real test images, with the downloaded file alone, writes camvid_test.py's predictions."""
     names = ["0001TP_008550", "Seq05VD_f01110", "Seq05VD_f05100"]
