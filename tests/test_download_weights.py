@@ -72,7 +72,7 @@ def test_a_good_file_is_verified_and_appears_alone(server, tiny, tmp_path):
                                         ("/missing.pth", "HTTP Error 404")])
 def test_a_truncated_cut_wrong_or_missing_file_writes_nothing(server, tiny, tmp_path, capsys, path, said):
     message = fails(download_weights, ["tiny", "--url", server + path], capsys)
-    assert said in message and tiny.url in message and tiny.out in message, message  # where to fetch it, where to put it
+    assert said in message and tiny.url in message and tiny.out in message, message  # where to fetch, where to put
     assert not os.path.exists(tmp_path / "new")  # the folder made for the staging went with it
 
 
