@@ -18,14 +18,15 @@ import http.client
 import os
 import sys
 import urllib.error
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import torch.hub  # noqa: E402
 
 from engine.published import PUBLISHED, matches  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import check_writable_file, staged_folder  # noqa: E402
 
