@@ -43,3 +43,19 @@ def test_real_camvid_frames(tmp_path):
         pytest.skip("the real CamVid is absent (../shared/camvid beside the clone, or set CGNET_SHARED)")
     assert video_from_frames(str(tmp_path / "v.mp4"), folder, 4) == f"4 frames of {folder} (480x360)"
     assert [f.shape for f in read_video(str(tmp_path / "v.mp4"))] == [(360, 480, 3)] * 4
+
+
+def test_frames_resized_to_a_camera_size(tmp_path):
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((36, 48, 3), 100, np.uint8))
+    said = video_from_frames(str(tmp_path / "v.mp4"), str(tmp_path), 10, (64, 36))
+    assert said.endswith("(48x36, resized to 64x36)")
+    assert [f.shape for f in read_video(str(tmp_path / "v.mp4"))] == [(36, 64, 3)] * 2
+
+
+@pytest.mark.parametrize("text", ["640", "640x0", "axb"])
+def test_a_wrong_size_is_refused(text, capsys):
+    from tools.bench_segment import get_args_parser
+    with pytest.raises(SystemExit) as e:
+        get_args_parser().parse_args(["--size", text])
+    assert e.value.code == 2 and "--size" in capsys.readouterr().err
