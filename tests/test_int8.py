@@ -125,3 +125,17 @@ def test_held_out_images_are_kept_out_of_the_calibration():
     assert len(held.paths) == 2 and len(calibration) == 8
     calibration, held = int8.hold_out(paths[:3], 300, 20)  # too few to hold any out
     assert not held.held and held.paths == calibration == paths[:3]
+
+
+@pytest.mark.slow  # quantizes (a tiny network: seconds)
+def test_the_val_list_a_checkpoint_records_is_checked_on(untrained, tmp_path):
+    import torch
+    data = untrained()
+    ckpt = torch.load(data["ckpt"], map_location="cpu", weights_only=True)
+    recorded = tmp_path / "recorded.pth"  # our training scripts record their arguments in the checkpoint
+    torch.save({**ckpt, "args": {"data_dir": data["cs"], "val_data_list": "cityscapes_val_list.txt"}}, recorded)
+    # An untrained network's int8 is far from it: the threshold is not the point here, the list it ran on is.
+    result = run_cli(export_openvino.main, export_openvino.get_args_parser(),
+                     ["--resume", str(recorded), "--out", str(tmp_path / "q.xml"), "--int8", "--calibration",
+                      os.path.join(data["cs"], "leftImg8bit", "train"), "--max_miou_drop", "100"])
+    assert result["checked_on"] == "cityscapes_val_list.txt" and "miou_drop" in result
