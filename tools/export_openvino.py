@@ -94,8 +94,8 @@ def main(args):
         export(model, mean, onnx_path, record("fp32"))
         ir = ov.convert_model(onnx_path)
         if args.int8:
-            log(f"quantizing to int8 on {len(paths)} calibration images (NNCF, preset {args.preset})")
-            ir = int8.quantize(ir, paths, args.preset)
+            log(f"quantizing to int8 on {len(paths)} calibration images (NNCF, --recipe {args.recipe})")
+            ir = int8.quantize(ir, paths, args.recipe)
         ir.set_rt_info(record("int8" if args.int8 else "fp32"), METADATA_KEY)
         staged_xml = os.path.join(stage, name)
         ov.save_model(ir, staged_xml, compress_to_fp16=False)  # weights stay fp32 (int8 where quantized)
@@ -130,9 +130,9 @@ def get_args_parser():
                         "calibrate the int8 ranges on")
     p.add_argument("--subset_size", type=positive_int, default=300,
                    help="calibrate on at most this many of the images, spread evenly (NNCF's default count)")
-    p.add_argument("--preset", choices=int8.PRESETS, default=int8.PRESETS[0],
-                   help="NNCF's quantization preset: mixed (asymmetric activations) loses less than performance "
-                        "(symmetric; NNCF's default) on CamVid")
+    p.add_argument("--recipe", choices=list(int8.RECIPES), default="mixed_fp32_ends",
+                   help="NNCF's options: mixed preset (asymmetric activations) with the first and last convolutions "
+                        "kept in fp32, mixed preset alone, or NNCF's defaults (README, 'int8 on real data')")
     p.add_argument("--data_dir", default=".", help="folder the list files and the paths in them are relative to")
     p.add_argument("--image", default=None, help="fp32: image to check the IR on (default: a synthetic street scene)")
     p.add_argument("--val_data_list", default=None,
