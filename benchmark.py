@@ -12,20 +12,19 @@
     python benchmark.py --mode openvino openvino_int8 onnxruntime_int8 --input_size 360,640   # CPU runtimes
     python benchmark.py --checkpoint cgnet_int8.xml --input_size 360,640   # an exported file (.onnx, .xml)
 
-Modes run in rounds (every mode once per round, in a shuffled order), so a load that comes and goes
+A runtime mode times the exported graph (engine.export) as the scripts run it (engine.backend): uint8 BGR in,
+the preprocessing and the argmax inside. Modes run in rounds (every mode once per round, in a shuffled order),
+so a load that comes and goes
 falls on all of them alike; the speed-up is the median over rounds of eager's time / the mode's time.
 With random weights the argmax agreement says little (such a network flips pixels when only its
 input is rounded to bf16, and the output says how many): give trained weights and a real image.
 """
 import argparse
 import os
-import platform
-import random
 import statistics
 import tempfile
-import threading
 import time
-import warnings
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -34,32 +33,43 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
 from dataset.specs import CITYSCAPES
-from engine.checkpoint import build_for_inference, input_mean, network_of
-from engine.exported import compile_openvino, is_exported, load_exported, onnxruntime_session
+from engine import export
+from engine.backend import TorchBackend, load
+from engine.checkpoint import Weights, network_of
 from model import MODELS, build_model, count_parameters
-from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode
+from model.inference import MODES, Predictor, is_exact, parse_mode
 from utils.device import keep_cpu_memory
 from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
 from utils.files import check_writable_file, save_json
-from tools.make_demo_data import street_scene
+from utils.timing import MemoryPeak, machine_info, measure, spread, time_rounds
+from dataset.synthetic import street_scene
 
 NOTE = "Latency is wall-clock per forward pass (input to logits at the input's size, no argmax)."
 SYNC_NOTE = ("On CUDA every timed call ends with torch.cuda.synchronize(): without it a timing measures only "
              "kernel launches (the original README's 20 ms per 1024x2048 image, against 56.8 ms synchronised).")
 ORT_MEMORY_NOTE = ("onnxruntime's peak MB reads 0: ONNX Runtime allocates its memory in its own arena when the "
                    "session is created, outside what this column measures during the call.")
-
-
-def notes(device):
-    """The latency note, with the synchronisation sentence on CUDA runs only."""
-    return f"{NOTE} {SYNC_NOTE}" if device.type == "cuda" else NOTE
 FLOPS_NOTE = ("FLOPs as torch.utils.flop_counter.FlopCounterMode counts them: convolutions and linear layers "
               "only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BN, PReLU, pooling and the upsampling "
               "are not counted.")
 TF32_NOTE = ("TF32: off in the exact modes, eager included (full fp32 convolutions); "
              "the bf16/fp16 modes run with torch's setting (cudnn.allow_tf32={}); 'tf32' per mode in --json.")
 PAPER_FLOPS_SIZE = (360, 640)  # the paper's 3x640x360 (W x H): 6.0 G
+SCRIPTS_DEFAULT = "default (eval)"
+ONNXRUNTIME = "onnxruntime"
+# Not torch modes: the network exported (engine.export format) and run on the CPU with this --amp (engine.backend).
+RUNTIMES = {ONNXRUNTIME: ("onnx", "none"), "onnxruntime_int8": ("onnx_int8", "none"),
+            "openvino": ("openvino", "none"), "openvino_bf16": ("openvino", "bf16"),
+            "openvino_int8": ("openvino_int8", "none"), "openvino_int8_bf16": ("openvino_int8", "bf16")}
+EXACT_RUNTIMES = (ONNXRUNTIME, "openvino")
+CALIBRATION_SCENES = 8  # synthetic street scenes the int8 modes are calibrated on, at the input size
+FILE, FILE_BF16 = "file", "file_bf16"  # --checkpoint of an exported file: as it runs in the scripts, and --amp bf16
+
+
+def notes(device):
+    """The latency note, with the synchronisation sentence on CUDA runs only."""
+    return f"{NOTE} {SYNC_NOTE}" if device.type == "cuda" else NOTE
 
 
 def mode_name(text):
@@ -70,66 +80,6 @@ def mode_name(text):
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
-
-
-SCRIPTS_DEFAULT = "default (eval)"
-ONNXRUNTIME = "onnxruntime"
-# Not torch modes: the network exported and run by ONNX Runtime or OpenVINO on the CPU (RuntimePredictor).
-RUNTIMES = (ONNXRUNTIME, "onnxruntime_int8", "openvino", "openvino_bf16", "openvino_int8", "openvino_int8_bf16")
-CALIBRATION_SCENES = 8  # synthetic street scenes the int8 modes are calibrated on, at the input size
-FILE, FILE_BF16 = "file", "file_bf16"  # --checkpoint of an exported file: as it runs in the scripts, and --amp bf16
-
-
-class RuntimePredictor:
-    """A mode of RUNTIMES: the BN-folded network exported to ONNX (as tools/export_onnx.py does, but without its
-    uint8 preprocessing and argmax, so that every mode gets the same float input) and run on the CPU by ONNX
-    Runtime (int8: quantize_static, QDQ) or OpenVINO (f32 pinned, or bf16; int8: NNCF post-training
-    quantization), with torch's thread count; int8 calibrated on `calibration` (float (1, 3, H, W) inputs).
-    float (B, 3, H, W) -> logits, like Predictor."""
-
-    def __init__(self, model, device, mode, calibration):
-        if device.type != "cpu":
-            raise RuntimeError(f"the {mode} mode runs on the CPU only")
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter
-            path = os.path.join(tmp, "model.onnx")
-            torch.onnx.export(fold_bn(model), (torch.zeros(1, 3, 64, 128),), path, input_names=["x"],
-                              output_names=["logits"], dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}},
-                              opset_version=17, dynamo=False)
-            samples = [{"x": c.numpy()} for c in calibration]
-            if mode == "onnxruntime_int8":
-                from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-                class Reader(CalibrationDataReader):
-                    def __init__(self):
-                        self.items = iter(samples)
-
-                    def get_next(self):
-                        return next(self.items, None)
-                quantize_static(path, os.path.join(tmp, "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
-                path = os.path.join(tmp, "int8.onnx")
-            if mode.startswith(ONNXRUNTIME):
-                session = onnxruntime_session(path, "--mode")
-                self.run = lambda x: session.run(None, {"x": x})[0]
-                return
-            import openvino
-            ir = openvino.convert_model(path)
-            if "int8" in mode:
-                import nncf
-                ir = nncf.quantize(ir, nncf.Dataset(samples, lambda item: item["x"]), subset_size=len(samples))
-            request = compile_openvino(ir, "bf16" if mode.endswith("bf16") else "none").create_infer_request()
-            self.run = lambda x: request.infer({0: x})[0].copy()
-
-    def __call__(self, x):
-        return torch.from_numpy(self.run(np.ascontiguousarray(x.cpu().numpy())))
-
-
-def calibration_scenes(h, w, mean, seed):
-    """CALIBRATION_SCENES synthetic street scenes at H x W, preprocessed as the scripts do."""
-    rng = np.random.default_rng(seed)
-    mean = np.asarray(mean, np.float32)
-    return [to_tensor(normalize(np.ascontiguousarray(street_scene(rng, h, w)[0][:, :, ::-1]), mean))[None]
-            for _ in range(CALIBRATION_SCENES)]
 
 
 def get_args_parser():
@@ -151,7 +101,8 @@ def get_args_parser():
                        help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
     which.add_argument("--all", action="store_true",
-                       help="every preset (fp16 is left out on the CPU, where it is emulated and very slow)")
+                       help="every preset (fp16 is left out on the CPU, where it is emulated and very slow) and, on "
+                            "the CPU, every runtime whose packages import")
     parser.add_argument("--warmup", type=non_negative_int, default=None,
                         help="untimed calls per mode after the first (compiling) one (default: cpu 1, cuda 10)")
     parser.add_argument("--runs", type=positive_int, default=None, help="timed rounds (default: cpu 5, cuda 50)")
@@ -177,11 +128,13 @@ def get_args_parser():
     return parser
 
 
-def smooth_image(batch, h, w, seed):
-    """A fixed smooth random image in the range of mean-subtracted pixels: regions, not per-pixel noise."""
+def smooth_image(batch, h, w, seed, mean=CITYSCAPES.release_mean):
+    """A fixed smooth random image (regions, not per-pixel noise) of whole grey levels, preprocessed as the scripts
+    do: every mode, exported graphs included, sees exactly the same pixels."""
     g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(batch, 3, max(2, h // 32), max(2, w // 32), generator=g) * 200 - 100
-    return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    coarse = torch.rand(batch, 3, max(2, h // 32), max(2, w // 32), generator=g) * 255
+    rgb = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    return rgb.round().clamp(0, 255) - torch.as_tensor(np.asarray(mean, np.float32)).view(1, 3, 1, 1)
 
 
 @torch.no_grad()
@@ -209,6 +162,12 @@ def real_image(path, batch, h, w, mean):
     return to_tensor(normalize(image, np.asarray(mean, np.float32))).expand(batch, 3, h, w)
 
 
+def calibration_scenes(h, w, seed):
+    """CALIBRATION_SCENES synthetic street scenes at H x W, (1, H, W, 3) uint8 BGR as the exported graphs take."""
+    rng = np.random.default_rng(seed)
+    return [np.ascontiguousarray(street_scene(rng, h, w)[0][None, :, :, ::-1]) for _ in range(CALIBRATION_SCENES)]
+
+
 def count_gflops(model, h, w):
     """GFLOPs of one forward at 1x3xHxW, counted on the meta device (nothing is computed)."""
     import copy
@@ -219,156 +178,128 @@ def count_gflops(model, h, w):
     return counter.get_total_flops() / 1e9
 
 
-class MemoryPeak:
-    """Peak memory of the calls made inside `with`, above what was in use when it began.
-
-    CUDA: torch.cuda.max_memory_allocated. CPU: bytes malloc'ed and not yet freed (glibc
-    mallinfo2, which also sees oneDNN's and compiled kernels' buffers), sampled every millisecond
-    by a thread; elsewhere the resident set size, sampled the same way.
-    """
-
-    def __init__(self, device):
-        self.device = device
-        self.kind, self._read = self._reader(device)
-        self.peak_mb = None
-
-    @staticmethod
-    def _reader(device):
-        if device.type == "cuda":
-            return "cuda max_memory_allocated", torch.cuda.memory_allocated
-        try:
-            import ctypes
-
-            class MallInfo2(ctypes.Structure):
-                _fields_ = [(n, ctypes.c_size_t) for n in
-                            ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                             "uordblks", "fordblks", "keepcost")]
-
-            mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
-            mallinfo2.restype = MallInfo2
-
-            def malloced():
-                info = mallinfo2()
-                return info.uordblks + info.hblkhd
-            return "cpu malloc in use (glibc mallinfo2, sampled)", malloced
-        except (OSError, AttributeError):
-            pass
-        if os.path.exists("/proc/self/statm"):
-            page = os.sysconf("SC_PAGE_SIZE")
-
-            def rss():
-                with open("/proc/self/statm") as f:
-                    return int(f.read().split()[1]) * page
-            return "cpu resident set size (sampled)", rss
-        return "unavailable", None
-
-    def __enter__(self):
-        if self._read is None:
-            return self
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-            return self
-        self._base = self._peak = self._read()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.001):
-            self._peak = max(self._peak, self._read())
-
-    def __exit__(self, *exc):
-        if self._read is None:
-            return False
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._peak, self._read())
-        self.peak_mb = (peak - self._base) / 2 ** 20
-        return False
-
-
-def machine_info(device, args):
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
-        "keep_cpu_memory": args.keep_cpu_memory,
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average_start"] = os.getloadavg()[0]
-    return info
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(predict, x, device, clock=time.perf_counter):
-    sync(device)
-    start = clock()
-    out = predict(x)
-    sync(device)
-    return clock() - start, out
-
-
-def measure(predict, x, device, warmup):
-    """Prepare a timing row: the first (compiling) call, `warmup` untimed calls, and the peak memory of one
-    more call. Returns (row, output of the first call)."""
-    first, out = timed(predict, x, device)
-    for _ in range(warmup):
-        predict(x)
-    with MemoryPeak(device) as mem:
-        predict(x)
-    return {"first_call_s": first, "peak_memory_mb": mem.peak_mb, "times_s": []}, out
-
-
-def time_rounds(predictors, rows, x, device, clock, runs):
-    """`runs` timed rounds, every predictor once per round in a shuffled order: a load that comes and goes
-    falls on all of them alike."""
-    for _ in range(runs):
-        for name in random.sample(list(predictors), len(predictors)):
-            rows[name]["times_s"].append(timed(predictors[name], x, device, clock)[0])
-
-
-def spread(times, batch_size, clock):
-    """Median, p10, p90, min and max in ms, and frames per second (wall clock only)."""
-    return {"median_ms": statistics.median(times) * 1e3, "p10_ms": percentile(times, 0.1) * 1e3,
-            "p90_ms": percentile(times, 0.9) * 1e3, "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3,
-            "fps": batch_size / statistics.median(times) if clock == "wall" else None}
-
-
-def percentile(values, q):
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
 def select_modes(args, device):
+    """Eager first (the baseline), then --mode, or with --all every preset and every runtime the machine runs."""
     if args.all:
         modes = [m for m in MODES if not (device.type == "cpu" and m == "fp16")]
+        modes += [m for m, (fmt, _) in RUNTIMES.items() if device.type == "cpu" and export.available(fmt)]
     else:
         modes = args.mode or ["eager", "exact"]
-    modes = ["eager"] + [m for m in dict.fromkeys(modes) if m != "eager"]
-    return modes
+    return ["eager"] + [m for m in dict.fromkeys(modes) if m != "eager"]
+
+
+def load_source(args, device):
+    """The backend of --checkpoint (its network replaces --model/--classes/--M/--N), or a random --model network
+    whose BN statistics are set from smooth images."""
+    if args.checkpoint:
+        source = load(args.checkpoint, SimpleNamespace(cuda=device.type == "cuda", gpus=str(device.index or 0)),
+                      "--checkpoint", network_of(args), fits=False, mean=CITYSCAPES.release_mean)
+        network = source.network
+        args.model, args.classes = network["name"], network["classes"]
+        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
+        if source.model is None and (device.type != "cpu" or args.compare or args.all or args.mode):
+            raise UserError(f"--checkpoint {args.checkpoint} is an exported file: it is timed as it is (and with "
+                            f"bf16 for an .xml) on the CPU; leave out --mode/--all/--compare and use --device cpu, "
+                            f"or give a .pth checkpoint.")
+        return source
+    torch.manual_seed(args.seed)
+    try:
+        model = build_model(args.model, args.classes, args.M, args.N)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    h, w = args.input_size
+    calibrate_bn(model, smooth_image(2, min(h, 256), min(w, 512), args.seed + 1))
+    weights = Weights({}, "random", network=network_of(args), mean=np.asarray(CITYSCAPES.release_mean, np.float32))
+    return TorchBackend("", weights, model.eval().to(device), "eager", device)
+
+
+class Modes:
+    """Builds the backend of each mode from the source: torch modes in its network, runtime modes from its export
+    (each format exported once, into a temporary folder), the exported --checkpoint as it is."""
+
+    def __init__(self, args, source, device, folder):
+        self.args, self.source, self.device, self.folder = args, source, device, folder
+        self.files, self.calibration = {}, []  # format -> exported file; the int8 formats' images
+
+    def __call__(self, mode):
+        source, args = self.source, self.args
+        if mode in (FILE, FILE_BF16):
+            return load(args.checkpoint, SimpleNamespace(amp="bf16" if mode == FILE_BF16 else "none"), "--checkpoint")
+        if mode in RUNTIMES:
+            if self.device.type != "cpu":
+                raise RuntimeError(f"the {mode} mode runs on the CPU only")
+            fmt, amp = RUNTIMES[mode]
+            if fmt not in self.files:
+                if "int8" in fmt and not self.calibration:
+                    self.calibration += calibration_scenes(*args.input_size, args.seed + 2)
+                self.files[fmt] = os.path.join(self.folder, f"{fmt}{export.FORMATS[fmt].suffix}")
+                export.export(fmt, source, self.files[fmt], calibration=self.calibration)
+            return load(self.files[fmt], SimpleNamespace(amp=amp), "--mode")
+        return TorchBackend(source.path, source.weights, source.model, mode, self.device)
+
+
+def row_of(mode):
+    runtime = mode in RUNTIMES or mode in (FILE, FILE_BF16)
+    return {"mode": mode, "features": [mode] if runtime else sorted(parse_mode(mode)),
+            "exact": mode in EXACT_RUNTIMES + (FILE,) if runtime else is_exact(mode)}
+
+
+def run_modes(args, modes, source, x, device, clock, warmup, runs, kept):
+    """Build and measure every mode, then time them in interleaved rounds; (rows, calls, outputs)."""
+    results, calls, outputs = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="cgnet-benchmark-") as folder:
+        build = Modes(args, source, device, folder)
+        for mode in modes:
+            row = results[mode] = row_of(mode)
+            try:
+                backend = build(mode)
+                batch = backend.input(x)  # once: a timed call measures the network, not a conversion or a copy
+                call = (lambda b, xb: lambda: b.logits(xb))(backend, batch)
+                timing, out = measure(call, device, warmup)
+            except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...) is reported
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                if mode == modes[0]:
+                    raise
+                continue
+            row.update(timing, tf32=getattr(getattr(backend, "predictor", None), "tf32", False))
+            calls[mode], outputs[mode] = call, out.cpu()
+            if mode == modes[0]:
+                calls["bf16 input"] = lambda b=backend: b.logits(b.input(x.bfloat16().float()))
+        sensitivity = calls.pop("bf16 input")()
+        time_rounds(calls, results, device, clock, runs)
+    if device.type == "cpu" and not kept and source.model is not None and (args.all or args.scripts_default):
+        # The eval/test scripts' CPU path is `exact` with glibc told to keep freed memory. That setting is
+        # process-wide and cannot be taken back, so it is measured last, after every other mode's rounds.
+        keep_cpu_memory()
+        backend = TorchBackend(source.path, source.weights, source.model, "exact", device)
+        call = lambda: backend.logits(x)  # noqa: E731
+        timing, out = measure(call, device, warmup)
+        results[SCRIPTS_DEFAULT] = {"mode": SCRIPTS_DEFAULT, "exact": True, "tf32": backend.predictor.tf32,
+                                    "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], **timing}
+        calls[SCRIPTS_DEFAULT], outputs[SCRIPTS_DEFAULT] = call, out.cpu()
+        time_rounds({SCRIPTS_DEFAULT: call}, results, device, clock, runs)
+    return results, outputs, sensitivity.cpu()
+
+
+def summarize(results, outputs, baseline, batch_size, clock):
+    """Each row's spread, speed-up over the baseline and agreement with it, on the same input."""
+    base_times, ref = results[baseline]["times_s"], outputs[baseline]
+    ref_pred, scale = ref.argmax(1), ref.abs().max().clamp_min(1e-12)
+    for mode, row in results.items():
+        if "error" in row:
+            continue
+        t = row["times_s"]
+        row.update(spread(t, batch_size, clock))
+        row.update({
+            "speedup_vs_eager": statistics.median(b / m for b, m in zip(base_times, t)),
+            "speedup_vs_eager_min": min(base_times) / min(t),
+            "argmax_agreement": (outputs[mode].argmax(1) == ref_pred).double().mean().item(),
+            "max_abs_diff": (outputs[mode] - ref).abs().max().item(),
+            "max_rel_diff": ((outputs[mode] - ref).abs().max() / scale).item(),
+        })
+        # "exact" is what was measured, not what the mode promises: an exact mode that disagrees with the
+        # baseline on a single pixel is not reported as exact.
+        row["exact"] = row["exact"] and (mode == baseline or row["argmax_agreement"] == 1.0)
 
 
 def main(args):
@@ -388,60 +319,43 @@ def main(args):
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
     runs = args.runs if args.runs is not None else (50 if device.type == "cuda" else 5)
     h, w = args.input_size
-    model = weights = None
-    exported = is_exported(args.checkpoint)
-    if exported:  # timed as the scripts run it: the file's own runtime, on the CPU
-        if device.type != "cpu" or args.compare or args.all or args.mode:
-            raise UserError(f"--checkpoint {args.checkpoint} is an exported file: it is timed as it is (and with bf16 "
-                            f"for an .xml) on the CPU; leave out --mode/--all/--compare and use --device cpu, or "
-                            f"give a .pth checkpoint.")
-        weights = load_exported(args.checkpoint, "--checkpoint")[1]
-        network = weights.network
-        args.model, args.classes = network["name"], network["classes"]
-        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
-    elif args.checkpoint:  # the network the file records (ours, mmsegmentation's) or its CGNet state_dict tells
-        model, weights = build_for_inference(args.checkpoint, "--checkpoint", fallback=network_of(args))
-        network = weights.network or network_of(args)
-        args.model, args.classes = network["name"], network["classes"]
-        args.M, args.N = network.get("M", args.M), network.get("N", args.N)
-    if args.image:
-        if not os.path.isfile(args.image):
-            raise UserError(f"--image {args.image} not found; give an image file or leave --image out.")
-        mean = input_mean(weights, args.checkpoint, flag="--checkpoint") if weights else CITYSCAPES.release_mean
-        x = real_image(args.image, args.batch_size, h, w, mean).contiguous()
-    else:
-        x = smooth_image(args.batch_size, h, w, args.seed)
-    x = x.to(device)  # once: a timed call measures the network, not a host-to-device copy of its input
+    if args.image and not os.path.isfile(args.image):
+        raise UserError(f"--image {args.image} not found; give an image file or leave --image out.")
+    source = load_source(args, device)
+    x = (real_image(args.image, args.batch_size, h, w, source.mean).contiguous() if args.image
+         else smooth_image(args.batch_size, h, w, args.seed, source.mean)).to(device)
     if args.compare:
         return compare(args, device, x, clock, warmup, runs)
-    torch.manual_seed(args.seed)
-    if model is None and not exported:
-        try:
-            model = build_model(args.model, args.classes, args.M, args.N)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        calibrate_bn(model, smooth_image(2, min(h, 256), min(w, 512), args.seed + 1))
-    if model is not None:
-        model.eval()
+    modes = select_modes(args, device) if source.model is not None else [FILE] + [FILE_BF16] * ("bf16" in source.amps)
+    info, summary = machine_info(device, args.keep_cpu_memory), describe(args, source, warmup, runs, device)
+    print(notes(device))
+    print(summary.pop("line"))
+    print(f"device: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads, "
+          f"malloc {'kept' if kept else 'default'}; input: {summary['input']}; weights: {summary['weights']}")
+    results, outputs, sensitivity = run_modes(args, modes, source, x, device, clock, warmup, runs, kept)
+    # How chaotic the network is: rounding only the input to bf16 (a change far below one grey level)
+    # already moves this many argmaxes. bf16 modes cannot be judged more finely than this on these weights.
+    summary["argmax_agreement_bf16_rounded_input"] = (
+        sensitivity.argmax(1) == outputs[modes[0]].argmax(1)).double().mean().item()
+    summarize(results, outputs, modes[0], args.batch_size, args.clock)
+    if hasattr(os, "getloadavg"):
+        info["load_average_end"] = os.getloadavg()[0]
+    print_table(results, summary["memory_kind"], args.clock, modes[0])
+    report_notes(results, summary, info, device, modes[0])
+    if args.json:
+        write_json(args.json, {"summary": summary, "machine": info, "note": notes(device),
+                               "modes": list(results.values())})
+    return results
 
-    modes = select_modes(args, device) if not exported else [FILE] + [FILE_BF16] * args.checkpoint.endswith(".xml")
-    baseline = modes[0]
-    mean = weights.mean if weights is not None and weights.mean is not None else CITYSCAPES.release_mean
-    calibration = []
 
-    def build(mode):
-        if mode in (FILE, FILE_BF16):
-            return load_exported(args.checkpoint, "--checkpoint", "bf16" if mode == FILE_BF16 else "none")[0]
-        if mode in RUNTIMES:
-            if "int8" in mode and not calibration:
-                calibration.extend(calibration_scenes(h, w, mean, args.seed + 2))
-            return RuntimePredictor(model, device, mode, calibration)
-        return Predictor(model, mode, device)
-    info = machine_info(device, args)
+def describe(args, source, warmup, runs, device):
+    """The summary of what is measured, and its printed line ('line')."""
+    h, w = args.input_size
+    model = source.model
     summary = {
         "model": args.model, "M": args.M, "N": args.N, "classes": args.classes,
         "input_size": [args.batch_size, 3, h, w],
-        "input": args.image or "smooth random image (seeded), mean-subtracted range",
+        "input": args.image or "smooth random image (seeded), whole grey levels",
         "weights": args.checkpoint or f"random initialisation (seed {args.seed}), BN statistics from smooth images",
         "parameters": count_parameters(model) if model else None,
         "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE) if model else None,
@@ -450,78 +364,22 @@ def main(args):
         "flops_counting": FLOPS_NOTE, "warmup": warmup, "runs": runs, "clock": args.clock,
         "memory_kind": MemoryPeak(device).kind,
     }
-
-    print(notes(device))
     if model is not None:
-        print(f"{args.model} M={args.M} N={args.N}, {args.classes} classes: {summary['parameters']:,} parameters; "
-              f"{summary['gflops_paper_size']:.2f} GFLOPs at 3x{PAPER_FLOPS_SIZE[1]}x{PAPER_FLOPS_SIZE[0]} "
-              f"(paper: 6.0), {summary['gflops_input_size']:.2f} GFLOPs at {args.batch_size}x3x{h}x{w}")
-        print(FLOPS_NOTE)
+        line = (f"{args.model} M={args.M} N={args.N}, {args.classes} classes: {summary['parameters']:,} parameters; "
+                f"{summary['gflops_paper_size']:.2f} GFLOPs at 3x{PAPER_FLOPS_SIZE[1]}x{PAPER_FLOPS_SIZE[0]} "
+                f"(paper: 6.0), {summary['gflops_input_size']:.2f} GFLOPs at {args.batch_size}x3x{h}x{w}\n{FLOPS_NOTE}")
     else:
-        print(f"{args.checkpoint}: {args.model}, {args.classes} classes, {weights.ckpt.get('precision')} "
-              f"({FILE}: as the scripts run it, f32 pinned; {FILE_BF16}: with --amp bf16); baseline: {FILE}")
-    print(f"device: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads, "
-          f"malloc {'kept' if kept else 'default'}; input: {summary['input']}; weights: {summary['weights']}")
+        line = (f"{args.checkpoint}: {args.model}, {args.classes} classes, {source.weights.ckpt.get('precision')} "
+                f"({FILE}: as the scripts run it, f32 pinned; {FILE_BF16}: with --amp bf16); baseline: {FILE}")
+    return dict(summary, line=line)
 
-    results, predictors, outputs = {}, {}, {}
-    for mode in modes:
-        runtime = mode in RUNTIMES or mode in (FILE, FILE_BF16)
-        row = {"mode": mode, "features": [mode] if runtime else sorted(parse_mode(mode)),
-               "exact": mode in (ONNXRUNTIME, "openvino", FILE) if runtime else is_exact(mode)}
-        results[mode] = row
-        try:
-            predict = build(mode)
-            timing, out = measure(predict, x, device, warmup)
-        except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...) is reported
-            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if mode == baseline:
-                raise
-            continue
-        row.update(timing, tf32=getattr(predict, "tf32", False))
-        predictors[mode], outputs[mode] = predict, out.cpu()
-    time_rounds(predictors, results, x, device, clock, runs)
 
-    if device.type == "cpu" and not kept and (args.all or args.scripts_default):
-        # The eval/test scripts' CPU path is `exact` with glibc told to keep freed memory. That setting is
-        # process-wide and cannot be taken back, so it is measured last, after every other mode's rounds.
-        keep_cpu_memory()
-        name = SCRIPTS_DEFAULT
-        predict = Predictor(model, "exact", device)
-        timing, out = measure(predict, x, device, warmup)
-        results[name] = {"mode": name, "features": sorted(parse_mode("exact")) + ["keep_cpu_memory"], "exact": True,
-                         "tf32": predict.tf32, **timing}
-        predictors[name], outputs[name] = predict, out.cpu()
-        time_rounds({name: predict}, results, x, device, clock, runs)
-
-    # How chaotic the network is: rounding only the input to bf16 (a change far below one grey level)
-    # already moves this many argmaxes. bf16 modes cannot be judged more finely than this on these weights.
-    summary["argmax_agreement_bf16_rounded_input"] = (
-        predictors[baseline](x.bfloat16().float()).cpu().argmax(1) == outputs[baseline].argmax(1)).double().mean().item()
-
-    base_times = results[baseline]["times_s"]
-    ref = outputs[baseline]
-    ref_pred, scale = ref.argmax(1), ref.abs().max().clamp_min(1e-12)
-    for mode, row in results.items():
-        if "error" in row:
-            continue
-        t = row["times_s"]
-        row.update(spread(t, args.batch_size, args.clock))
-        row.update({
-            "speedup_vs_eager": statistics.median(b / m for b, m in zip(base_times, t)),
-            "speedup_vs_eager_min": min(base_times) / min(t),
-            "argmax_agreement": (outputs[mode].argmax(1) == ref_pred).double().mean().item(),
-            "max_abs_diff": (outputs[mode] - ref).abs().max().item(),
-            "max_rel_diff": ((outputs[mode] - ref).abs().max() / scale).item(),
-        })
-        # "exact" is what was measured, not what the mode promises: an exact mode that disagrees with the
-        # baseline on a single pixel is not reported as exact.
-        row["exact"] = row["exact"] and (mode == baseline or row["argmax_agreement"] == 1.0)
-    if hasattr(os, "getloadavg"):
-        info["load_average_end"] = os.getloadavg()[0]
-
-    print_table(results, summary["memory_kind"], args.clock, baseline)
+def report_notes(results, summary, info, device, baseline):
     if ONNXRUNTIME in results and "error" not in results[ONNXRUNTIME]:
         print(ORT_MEMORY_NOTE)
+    if any(m in results for m in RUNTIMES):
+        print("runtime modes: the exported graph as the scripts run it (uint8 BGR in, the preprocessing and the "
+              "argmax inside); int8 calibrated on synthetic street scenes.")
     if device.type == "cuda":
         print(TF32_NOTE.format(torch.backends.cudnn.allow_tf32))
     print(f"sensitivity of these weights: {baseline} on the input rounded to bf16 agrees with {baseline} on "
@@ -529,31 +387,29 @@ def main(args):
     if "load_average_start" in info:
         print(f"load average (1 min) at the start {info['load_average_start']:.2f}, at the end "
               f"{info['load_average_end']:.2f}, on {info['cpu_count']} CPUs: other processes slow some rounds.")
-    if args.json:
-        report = {"summary": summary, "machine": info, "note": notes(device), "modes": list(results.values())}
-        write_json(args.json, report)
-    return results
 
 
 def compare(args, device, x, clock, warmup, runs):
     """Every network of --model in eager fp32 on the same input, timed in interleaved rounds."""
-    info = machine_info(device, args)
-    rows, predictors = {}, {}
+    info = machine_info(device, args.keep_cpu_memory)
+    rows, calls = {}, {}
     for name in MODELS:
         torch.manual_seed(args.seed)
         model = build_model(name, args.classes, args.M, args.N).eval()
         predict = Predictor(model, "eager", device)
-        timing, _ = measure(predict, x, device, warmup)
+        calls[name] = lambda p=predict: p(x)
+        timing, _ = measure(calls[name], device, warmup)
         rows[name] = {"model": name, "parameters": count_parameters(model), "tf32": predict.tf32,
                       "gflops_paper_size": count_gflops(model, *PAPER_FLOPS_SIZE), **timing}
-        predictors[name] = predict
         print(f"{name}: ready", flush=True)
-    time_rounds(predictors, rows, x, device, clock, runs)
+    time_rounds(calls, rows, device, clock, runs)
     h, w = args.input_size
-    print(f"\n{notes(device)}\ndevice: {info['device_name']} ({device}), torch {info['torch']}, {info['threads']} threads; "
+    print(f"\n{notes(device)}\ndevice: {info['device_name']} ({device}), torch {info['torch']}, "
+          f"{info['threads']} threads; "
           f"input {args.batch_size}x3x{h}x{w}; eager fp32{' (TF32 off)' if device.type == 'cuda' else ''}; "
           f"{runs} timed rounds; {FLOPS_NOTE}")
-    print(f"{'model':<8}{'params (M)':>11}{'GFLOPs 640x360':>16}{'median ms':>11}{'p10-p90 ms':>17}{'fps':>8}{'peak MB':>9}")
+    print(f"{'model':<8}{'params (M)':>11}{'GFLOPs 640x360':>16}{'median ms':>11}{'p10-p90 ms':>17}{'fps':>8}"
+          f"{'peak MB':>9}")
     for row in rows.values():
         row.update(spread(row["times_s"], args.batch_size, args.clock))
         fps = f"{row['fps']:.2f}" if row["fps"] is not None else "-"

@@ -8,7 +8,7 @@
 from dataset.specs import CAMVID
 from engine.cli import eval_parser
 from engine.evaluate import evaluate
-from utils.dist import log
+from utils.log import log
 from utils.errors import run_cli
 
 

@@ -12,8 +12,8 @@ import sys
 
 from dataset.datasets import find_list
 from engine.cli import custom_spec, eval_parser, spec_of_argv
-from engine.evaluate import evaluate, predict
-from utils.dist import log
+from engine.evaluate import evaluate, predict_list
+from utils.log import log
 from utils.errors import UserError, run_cli
 
 
@@ -59,7 +59,7 @@ def main(args):
     if args.metrics:
         raise UserError(f"--metrics scores predictions against masks, but --test_data_list {args.test_data_list} "
                         f"names images only; drop --metrics to write the predictions, or give a list with masks.")
-    return predict(args, spec, "--test_data_list")
+    return predict_list(args, spec, "--test_data_list")
 
 
 if __name__ == "__main__":

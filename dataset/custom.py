@@ -1,11 +1,11 @@
-"""Your own dataset: its classes file, how its masks are read, and the description tools/prepare_dataset.py writes.
+"""Your own dataset: how its masks are read, and the description dataset.prepare writes (classes files:
+dataset.classes_file; formats: dataset.prepare).
 
 The description (DATA_DIR/cgnet_dataset.json) is what custom_train.py and custom_test.py read their defaults
 from; dataset.specs.spec_from_description turns it into a DatasetSpec.
 """
 import json
 import os
-import re
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,6 @@ DESCRIPTION = "cgnet_dataset.json"
 PREFIX = "cgnet"                        # cgnet_train_list.txt, cgnet_inform.pkl: names a user's files rarely have
 INFORM = f"{PREFIX}_inform.pkl"         # the statistics (mean, class weights) of the train list
 LABELS = os.path.join(".cgnet", "labels")  # converted masks, when the loader cannot read the user's as they are
-CLASSES_FILES = ("classes.txt", "labelmap.txt")
 IGNORE = 255
 INDEX_MODES = ("L", "P", "I;16", "I;16B", "I", "1", "LA", "PA")  # one value per pixel: a class index
 COLOUR_MODES = ("RGB", "RGBA")
@@ -25,50 +24,6 @@ JPEG_COLOURS = 16  # more unknown colours than this in one mask: the anti-aliasi
 
 def list_name(split):
     return f"{PREFIX}_{split}_list.txt"
-
-
-def read_classes(path):
-    """[(name, (r, g, b) or None)] in index order, from `name`, `name R G B` or CVAT's `name:r,g,b::` lines.
-
-    '#' starts a comment line (CVAT's labelmap.txt begins with one); blank lines are skipped."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"--classes {path} cannot be read ({getattr(e, 'strerror', None) or e}); give a text file "
-                        f"with one class per line.") from None
-    classes = []
-    for n, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        colour = None
-        cvat = re.fullmatch(r"([^:]+):\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(:.*)?", text)
-        plain = re.fullmatch(r"(.+?)\s+(\d+)\s+(\d+)\s+(\d+)", text)
-        match = cvat or plain
-        if match:
-            name, colour = match.group(1).strip(), tuple(int(v) for v in match.group(2, 3, 4))
-            if max(colour) > 255:
-                raise UserError(f"--classes {path} line {n} has the colour {colour}, beyond 0..255; give R G B "
-                                f"values of 0..255.")
-        elif ":" in text:  # a CVAT line without a colour
-            name = text.split(":", 1)[0].strip()
-        else:
-            name = text
-        if not name:
-            raise UserError(f"--classes {path} line {n} has no class name; write 'name', 'name R G B' or "
-                            f"'name:r,g,b::' on each line.")
-        classes.append((name, colour))
-    if not classes:
-        raise UserError(f"--classes {path} names no class; write one class per line, in index order.")
-    colours = [c for _, c in classes]
-    if any(c is not None for c in colours) and None in colours:
-        n = colours.index(None)
-        raise UserError(f"--classes {path} gives colours for some classes but not for {classes[n][0]!r}; give an "
-                        f"R G B colour on every line or on none.")
-    if len({c for c in colours if c is not None}) < sum(c is not None for c in colours):
-        raise UserError(f"--classes {path} gives two classes the same colour; each class needs its own colour.")
-    return classes
 
 
 def read_mask(path):

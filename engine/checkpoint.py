@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dataset.inform import read_inform
+from dataset.inform import get_inform, read_inform
 from dataset.palettes import default_palette
 from dataset.specs import CITYSCAPES, spec_for
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
-from utils.dist import log
+from utils.log import log
 from utils.errors import UserError
 
 
@@ -132,35 +132,46 @@ def read_weights(path, flag="--resume", ckpt=None):
     return weights
 
 
-def input_mean(weights, path, inform_mean=None, inform_path=None, flag="--resume"):
-    """The mean preprocessing subtracts: the checkpoint's (a notice if the inform file disagrees);
-    for a checkpoint without one the inform file's; else, for 19 classes, the original release's
-    published Cityscapes mean (ORIGINAL.md section 3)."""
+def input_mean(weights, path, inform_path=None, flag="--resume", data=None, default=None):
+    """The mean preprocessing subtracts: the checkpoint's (a notice if the statistics file disagrees); for a
+    checkpoint without one the statistics file's; else, for 19 classes, the original release's published
+    Cityscapes mean (ORIGINAL.md section 3).
+
+    `inform_path` (--inform_data_file): for the tools (segment, export, convert) it is optional and must exist
+    when given. `data`: (data_dir, dataset_list, classes, ignore_label) of an eval script, whose
+    --inform_data_file has a default: it is read only to compare when the checkpoint has a mean, and computed
+    from the list when absent and needed, as the original did. `default`: the mean for a checkpoint that
+    records none when no statistics are given (benchmark.py, where it only sets the range of the input)."""
+    inform_mean = None
+    if data is None and inform_path:
+        if not os.path.isfile(inform_path):
+            raise UserError(f"--inform_data_file {inform_path} does not exist; give the statistics file the "
+                            f"network was trained with, or leave it out.")
+        inform_mean = read_inform(inform_path)["mean"]  # computed on BGR images, subtracted as it is
+    elif data is not None and weights.mean is not None and os.path.isfile(inform_path):
+        try:
+            inform_mean = read_inform(inform_path)["mean"]
+        except UserError:
+            pass  # not needed: the checkpoint carries its mean
+    elif data is not None and weights.mean is None:
+        data_dir, dataset_list, classes, ignore_label = data
+        if os.path.exists(inform_path) or os.path.isfile(os.path.join(data_dir, dataset_list)):
+            inform_mean = get_inform(inform_path, data_dir, dataset_list, classes, ignore_label, log)["mean"]
     if weights.mean is not None:
         if inform_mean is not None and not np.allclose(inform_mean, weights.mean, atol=1e-3):
             log(f"notice: --inform_data_file {inform_path} has the mean {np.round(inform_mean, 2).tolist()}, "
                 f"the checkpoint {np.round(weights.mean, 2).tolist()}; using the checkpoint's, as it was trained.")
-        return weights.mean
+        return np.asarray(weights.mean, np.float32)
     if inform_mean is not None:
         return np.asarray(inform_mean, np.float32)
+    if default is not None:
+        return np.asarray(default, np.float32)
     if weights.network and weights.network.get("classes") == CITYSCAPES.classes:
         log(f"notice: {path} records no input mean; using the original release's Cityscapes mean "
             f"{list(CITYSCAPES.release_mean)} (pass --inform_data_file to use other statistics).")
         return np.asarray(CITYSCAPES.release_mean, np.float32)
     raise UserError(f"{flag} {path} records no input mean (an original-release or bare checkpoint); pass "
                     f"--inform_data_file with the statistics file of the data it was trained on.")
-
-
-def checkpoint_mean(weights, path, inform_path=None, flag="--resume"):
-    """input_mean() for the tools that take a checkpoint and optionally --inform_data_file (segment, export,
-    convert): the statistics file is read when given, and must exist then."""
-    inform_mean = None
-    if inform_path:
-        if not os.path.isfile(inform_path):
-            raise UserError(f"--inform_data_file {inform_path} does not exist; give the statistics file the "
-                            f"network was trained with, or leave it out.")
-        inform_mean = read_inform(inform_path)["mean"]  # computed on BGR images, subtracted as it is
-    return input_mean(weights, path, inform_mean, inform_path, flag)
 
 
 def _mismatch_cause(model, sd, missing, unexpected, shapes):

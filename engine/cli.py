@@ -4,9 +4,11 @@ import os
 
 from dataset.custom import read_description
 from dataset.specs import DatasetSpec, spec_from_description
-from engine.segmenter import MAX_SIDE
 from model import MODELS
 from utils.args import positive_float, positive_int, non_negative_int, scale_list, seed_int, size_pair, str2bool
+
+# Here, not in engine/segmenter.py, so that the training parser loads no inference module.
+MAX_SIDE = 2048  # --max_side: the long side of Cityscapes, the scale CGNet was trained for
 
 
 def _common(parser, spec, gpus):

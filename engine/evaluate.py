@@ -8,44 +8,18 @@ import cv2
 import numpy as np
 import torch
 
+from dataset.classes_file import background_class
 from dataset.datasets import EvalDataset, image_header, make_loader, read_list
-from dataset.inform import get_inform, read_inform
-from engine.checkpoint import build_for_inference, input_mean, network_of
-from engine.exported import is_exported, load_exported
-from model.inference import Predictor, predict_multiscale
-from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
-from utils.dist import log
+from engine.backend import load
+from engine.checkpoint import network_of
+from model.inference import multiscale_probs
+from utils.log import log
 from utils.errors import UserError
 from utils.files import (BackgroundWriter, atomic_write, check_writable_dir, check_writable_file, save_json, save_png,
                          staged_folder)
 from utils.metric import ConfusionMatrix
 from utils.progress import bar
 from utils.vis import confusion_image, overlay, panel
-
-
-@torch.inference_mode()
-def predict_batches(model, loader, device):
-    """Yield (pred (B, H, W) int64 on the device, label batch on the device, indices) per batch."""
-    model.eval()
-    for images, labels, indices in loader:
-        images = images.to(device, non_blocking=True)
-        pred = model(images).argmax(1)
-        yield pred, labels.to(device, non_blocking=True), indices
-
-
-def validate(model, samples, mean, args, device, rank=0, world=1):
-    """mIoU over `samples` (batch 1, full resolution); ranks split the list, the confusion matrix is summed."""
-    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
-    subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
-    loader = make_loader(subset, 1, args.num_workers, device)
-    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
-    with bar(len(subset), "validation", "images") if rank == 0 else contextlib.nullcontext() as progress:
-        for pred, label, _ in predict_batches(model, loader, device):
-            conf.update(pred, label)
-            if progress is not None:
-                progress.update()
-    conf.all_reduce()
-    return conf.compute()
 
 
 def check_outputs(args, seg_dir):
@@ -67,11 +41,11 @@ def staged(folder):
     return staged_folder(folder, log) if folder else contextlib.nullcontext(None)
 
 
-def save_pictures(args, palette, folder, sample, pred, gt):
+def save_pictures(args, palette, folder, sample, pred, gt, background=None):
     """{name}_overlay.png / {name}_panel.png beside the predictions (runs in a writer thread)."""
     rgb = cv2.imread(sample.image, cv2.IMREAD_COLOR)[:, :, ::-1]
     if args.overlay:
-        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, palette))
+        save_png(os.path.join(folder, f"{sample.name}_overlay.png"), overlay(rgb, pred, palette, background=background))
     if args.panel:
         save_png(os.path.join(folder, f"{sample.name}_panel.png"),
                  panel(rgb, pred, palette, gt, args.ignore_label))
@@ -85,75 +59,15 @@ def eval_classes(weights, spec):
     return names, palette
 
 
-def eval_mean(args, weights):
-    """The checkpoint's input mean. The inform file is read only to compare with it, or for a checkpoint
-    without one (computed from --data_dir/--dataset_list when absent, as the original did)."""
-    inform_mean = None
-    if weights.mean is not None:
-        if os.path.isfile(args.inform_data_file):
-            try:
-                inform_mean = read_inform(args.inform_data_file)["mean"]
-            except UserError:
-                pass  # not needed: the checkpoint carries its mean
-    elif os.path.exists(args.inform_data_file) or os.path.isfile(os.path.join(args.data_dir, args.dataset_list)):
-        inform_mean = get_inform(args.inform_data_file, args.data_dir, args.dataset_list, args.classes,
-                                 args.ignore_label, log)["mean"]
-    return input_mean(weights, args.resume, inform_mean, args.inform_data_file)
-
-
-def predictor(args, model, device):
-    """The fast path by default: BN folded into the convs (exact in fp32, see benchmark.py), channels-last
-    on the CPU; --compile and --amp on top. --plain is the original's eager fp32 forward."""
-    if args.plain:
-        return Predictor(model, "eager", device)  # the original's forward (in full fp32 on GPUs too)
-    features = ["fold_bn"]
-    if device.type == "cpu":
-        # Reuse freed blocks instead of faulting in fresh pages per 1024x2048 activation. Not done in
-        # training: its loader workers are forked every epoch, and copy-on-write of a kept heap costs more.
-        keep_cpu_memory()
-        # Measured faster on a CPU only; on GPUs cuDNN's depthwise convolutions in fp32 may be faster in
-        # NCHW, so GPUs keep NCHW until a measurement there says otherwise (benchmark.py --device cuda).
-        features.append("channels_last")
-    features += ["compile"] if args.compile else []
-    features += [args.amp] if args.amp != "none" else []
-    if amp_notice(device, args.amp):
-        log(amp_notice(device, args.amp))
-    return Predictor(model, "+".join(features), device)
-
-
-def load_predictor(args):
-    """(predict, Weights, device) of --resume: an exported file (.onnx, .xml) runs on the CPU through
-    engine.exported; a checkpoint through predictor() on the device the flags select."""
-    if is_exported(args.resume):
-        predict, weights = load_exported(args.resume, "--resume", args.amp, args.compile)
-        check_network(weights, args)
-        return predict, weights, torch.device("cpu")
-    device, _ = select_device(args)
-    use_device(device)
-    model, weights = build_for_inference(args.resume, fallback=network_of(args), model_name=args.model,
-                                         classes=args.classes)
-    return predictor(args, model.to(device), device), weights, device
-
-
-def check_network(weights, args):
-    """An exported file's recorded network against the script's --model and class count."""
-    network = weights.network
-    if network["name"] != args.model:
-        raise UserError(f"--resume {args.resume} was exported from --model {network['name']}, not {args.model}; "
-                        f"pass --model {network['name']}.")
-    if network["classes"] != args.classes:
-        raise UserError(f"--resume {args.resume} does not fit: it has {network['classes']} classes but the model "
-                        f"{args.classes} (an export of the other dataset, or a wrong --classes?).")
-
-
 def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None, palette) queues
     its PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
     check_outputs. Returns (samples, confusion matrix or None, class names)."""
-    predict, weights, device = load_predictor(args)
-    names, palette = eval_classes(weights, spec)
+    backend = load(args.resume, args, network=network_of(args),
+                   data=(args.data_dir, args.dataset_list, args.classes, args.ignore_label))
+    device = backend.device
+    names, palette = eval_classes(backend.weights, spec)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)
-    mean = eval_mean(args, weights)
     if args.batch_size > 1:  # images are stacked into one tensor: they must share a size
         sizes = {}
         for s in samples:
@@ -162,7 +76,7 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             a, b = list(sizes.values())[:2]
             raise UserError(f"--batch_size {args.batch_size} stacks images, but {list_flag} names images of "
                             f"different sizes (e.g. {a} and {b}); use --batch_size 1.")
-    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
+    dataset = EvalDataset(samples, backend.mean, args.classes, args.ignore_label)
     loader = make_loader(dataset, args.batch_size, 0 if args.plain else args.num_workers, device)
 
     conf = ConfusionMatrix(args.classes, args.ignore_label, device) if with_label else None
@@ -171,15 +85,13 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     try:
         for images, label, indices in loader:
             if args.plain:  # the original's loop: logits to the host, argmax there
-                preds = predict(images.to(device)).cpu().numpy().argmax(1).astype(np.uint8)
+                preds = backend.logits(images.to(device)).cpu().numpy().argmax(1).astype(np.uint8)
                 pred = torch.from_numpy(preds).long().to(device)
             elif args.multi_scale or args.flip:
-                pred = predict_multiscale(predict, images.to(device, non_blocking=True),
-                                          args.multi_scale or [1.0], args.flip, args.classes).argmax(1)
-            elif is_exported(args.resume):
-                pred = predict.labels(images)  # the graph's own argmax
+                pred = multiscale_probs(backend.logits, images.to(device, non_blocking=True),
+                                        args.multi_scale or [1.0], args.flip, args.classes).argmax(1)
             else:
-                pred = predict(images).argmax(1)
+                pred = backend.labels(images)
             if conf is not None:
                 conf.update(pred, label.to(pred.device, non_blocking=True))
             if not args.plain:
@@ -188,7 +100,7 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
             for p, gt, i in zip(preds, gts, indices.tolist()):
                 write(writer, samples[i], p, gt, palette)
                 if args.overlay or args.panel:
-                    writer.submit(save_pictures, args, palette, picture_dir, samples[i], p, gt)
+                    writer.submit(save_pictures, args, palette, picture_dir, samples[i], p, gt, background_class(names))
             progress.update(len(preds))
     finally:
         writer.close()
@@ -264,7 +176,7 @@ def test(args, spec, list_flag):
     return result
 
 
-def predict(args, spec, list_flag):
+def predict_list(args, spec, list_flag):
     """Predict an unlabelled list of a dataset of your own: `{name}.png` (class ids) and `{name}_color.png` in
     the dataset's colours to --save_seg_dir, appearing only once every image has been predicted."""
     check_outputs(args, args.save_seg_dir)

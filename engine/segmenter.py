@@ -1,61 +1,53 @@
-"""A model file as a segmenter of BGR images, with what showing its result needs: the network's input mean,
-its classes' names and colours. One place turns a --resume file into predictions for tools/segment.py and
-tools/webui.py, through the same predictor() as the evaluation scripts.
+"""A model file as a segmenter of BGR images, with what showing its result needs: its classes' names and
+colours. tools/segment.py and tools/webui.py load the --resume file through engine.backend, as the evaluation
+scripts do.
 
     seg = load_segmenter(args)          # args: resume, inform_data_file, amp, compile, plain, cuda, gpus
     pred = seg(image_bgr)               # (H, W) uint8 class ids, as cityscapes_eval.py predicts them
+    seg.save("out/street", image_bgr, pred)   # out/street.png, street_color.png, street_overlay.png
 
 Memory is bounded whatever the photo: by default the network sees the image with its long side capped at
 MAX_SIDE (Cityscapes' 2048, so its images are unchanged) and the logits are resized back to the original
 size; with tile=True it sees every pixel at full resolution, in overlapping tiles.
+
+probe(path) says what an input is (an image, or a video with its frame count and rate), the one rule both
+front ends follow; videos are segmented by engine.video.
 """
-import contextlib
-import os
-import queue
-import threading
-import time
 from dataclasses import dataclass
 
 import cv2
-
 import numpy as np
 import torch
+from PIL import Image
 
-from dataset.datasets import normalize, to_tensor
-from engine.checkpoint import build_for_inference, checkpoint_mean, class_table
-from engine.evaluate import predictor
-from engine.exported import is_exported, load_exported
-from utils.device import select_device, use_device
-from utils.dist import log
-from utils.errors import UserError
-from utils.files import BackgroundWriter
-from utils.progress import bar
+from dataset.classes_file import background_class
+from dataset.datasets import image_header
+from engine.backend import load
+from engine.cli import MAX_SIDE
+from engine.video import is_url, open_capture, video_metadata
+from utils.files import save_png
 from utils.vis import overlay
 
-MAX_SIDE = 2048        # the long side of Cityscapes, the scale CGNet was trained for
 TILE = (1024, 2048)    # (H, W) of a tile in full-resolution mode (landscape; swapped for portrait images)
 TILE_MARGIN = 128      # context each tile sees beyond the pixels it predicts (discarded at its border)
-MAX_FPS = 240          # above this (or <= 0) a video's reported frame rate is taken as unknown
-DEFAULT_FPS = 25.0
+OUTPUTS = (".png", "_color.png", "_overlay.png")  # what save() writes per image: class ids, colours, overlay
 
 
 @dataclass
 class Segmenter:
-    predict: object           # input() of an image -> logits (B, classes, H, W); preprocessed float inputs too
-    mean: np.ndarray          # what preprocessing subtracts (dataset.datasets.normalize)
-    network: dict             # build_model's keyword arguments
-    dataset: str              # the dataset it was trained for, or None
-    class_names: list
-    palette: list             # [[r, g, b], ...], one per class
-    device: torch.device
-    path: str
+    backend: object           # engine.backend.Backend: logits/labels of a batch, the file's metadata
     max_side: int = MAX_SIDE  # 0: no cap (memory grows with the image)
     tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
-    takes_uint8: bool = False  # an exported file: its graph takes the BGR image itself (engine.exported)
+
+    def __getattr__(self, name):  # what the file says about itself: mean, network, dataset, class_names, ...
+        if name in ("mean", "network", "dataset", "class_names", "palette", "classes", "device", "path"):
+            return getattr(self.backend, name)
+        raise AttributeError(name)
 
     @property
-    def classes(self):
-        return len(self.class_names)
+    def background(self):
+        """The class overlays leave unblended (dataset.classes_file.background_class), or None."""
+        return background_class(self.class_names)
 
     def tiled(self, image_bgr):
         """Whether this image goes through tiles (full resolution, larger than one tile)."""
@@ -73,18 +65,14 @@ class Segmenter:
         return self.prepare(image_bgr)
 
     def prepare(self, image_bgr):
-        """(1, 3, H, W): the evaluation scripts' preprocessing; for an exported file the image itself
-        (1, H, W, 3), which its graph preprocesses."""
-        if self.takes_uint8:
-            return torch.from_numpy(np.ascontiguousarray(image_bgr))[None]
-        return to_tensor(normalize(image_bgr, self.mean))[None]
+        """A batch of one image in the backend's input kind (the eval scripts' preprocessing, or the image)."""
+        return self.backend.prepare(image_bgr)
 
     def labels(self, x, size=None):
         """(H, W) uint8 class ids of one network input; `size` (H, W): the original image's, when x was shrunk."""
-        if size is None or tuple(size) == tuple(x.shape[1:3] if self.takes_uint8 else x.shape[2:]):
-            pred = self.predict.labels(x) if self.takes_uint8 else self.predict(x).argmax(1)  # exported: the graph's
-            return pred[0].to(torch.uint8).cpu().numpy()
-        return upsampled_argmax(self.predict(x)[0].float().cpu().numpy(), size)
+        if size is None or tuple(size) == self.backend.size(x):
+            return self.backend.labels(x)[0].to(torch.uint8).cpu().numpy()
+        return upsampled_argmax(self.backend.logits(x)[0].float().cpu().numpy(), size)
 
     def __call__(self, image_bgr):
         if self.tiled(image_bgr):
@@ -105,6 +93,21 @@ class Segmenter:
                 pred = self.labels(self.prepare(image_bgr[y0:y1, x0:x1]))
                 out[y:y + step_h, x:x + step_w] = pred[y - y0:y - y0 + step_h, x - x0:x - x0 + step_w]
         return out
+
+    def save(self, stem, image_bgr, pred, alpha=0.5, outputs=OUTPUTS):
+        """Write the files of one segmented image: stem.png (class ids, as cityscapes_eval.py writes them),
+        stem_color.png (the classes' colours) and stem_overlay.png (the image blended with them at `alpha`).
+        `outputs`: some of OUTPUTS (the web page re-blends the overlay alone). Returns the paths written."""
+        paths = []
+        for suffix in outputs:
+            path = stem + suffix
+            if suffix == "_overlay.png":
+                save_png(path, overlay(image_bgr[:, :, ::-1], pred, self.palette, alpha=alpha,
+                                       background=self.background))
+            else:
+                save_png(path, pred, self.palette if suffix == "_color.png" else None)
+            paths.append(path)
+        return paths
 
     def describe(self):
         net = self.network
@@ -131,306 +134,48 @@ def upsampled_argmax(logits, size):
 def load_segmenter(args, path=None, flag="--resume"):
     """The segmenter of `path` (default args.resume) on the device the flags select; args.max_side and
     args.tile, when present, set how large images are segmented."""
-    path = path or args.resume
-    size = {"max_side": getattr(args, "max_side", MAX_SIDE), "tile": getattr(args, "tile", False)}
-    if is_exported(path):  # .onnx / .xml: on the CPU, through the file's runtime
-        predict, weights = load_exported(path, flag, args.amp, args.compile)
-        names, palette = class_table(weights)
-        return Segmenter(predict, weights.mean, weights.network, weights.dataset, names, palette,
-                         torch.device("cpu"), path, takes_uint8=True, **size)
-    device, _ = select_device(args)
-    use_device(device)
-    model, weights = build_for_inference(path, flag)
-    mean = checkpoint_mean(weights, path, getattr(args, "inform_data_file", None), flag)
-    names, palette = class_table(weights)
-    return Segmenter(predictor(args, model.to(device), device), mean, weights.network, weights.dataset,
-                     names, palette, device, path, **size)
+    return Segmenter(load(path or args.resume, args, flag), getattr(args, "max_side", MAX_SIDE),
+                     getattr(args, "tile", False))
 
 
-@contextlib.contextmanager
-def ahead(iterator, depth=4):
-    """with ahead(it) as items: run `iterator` in a thread, up to `depth` items ahead of the consumer, so that
-    decoding overlaps inference (OpenCV decodes without holding the GIL). Its exceptions are raised in the
-    consumer. Leaving the block, by its end, an error or Ctrl-C, stops the thread and waits for it: after it
-    nothing reads from what the iterator reads (a capture can then be released safely)."""
-    done = object()
-    q = queue.Queue(depth)
-    stop = threading.Event()
+@dataclass(frozen=True)
+class Probe:
+    """What an input is, read from its content (its name does not decide)."""
+    kind: str          # "image", or "video" (a file, a camera or a stream)
+    size: tuple        # (width, height); an image's upright, (inf, inf) past Pillow's decompression-bomb limit
+    frames: int = 1    # a video's: None when it does not say (a live source, some webm/VFR files)
+    fps: float = None  # a video's, by video_metadata's rules (an implausible rate is taken as DEFAULT_FPS)
 
-    def put(item):
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
 
-    def work():
-        try:
-            for x in iterator:
-                if not put((x, None)):
-                    return
-            put((done, None))
-        except BaseException as e:  # handed to the consumer, which re-raises it
-            put((done, e))
-
-    def items():
-        while True:
-            x, error = q.get()
-            if error is not None:
-                raise error
-            if x is done:
-                return
-            yield x
-
-    thread = threading.Thread(target=work, daemon=True, name="decode-ahead")
-    thread.start()
+def probe(source, timeout=10.0):
+    """The Probe of `source`: a file whose header Pillow reads is an image; else one that OpenCV opens with a
+    frame size is a video (FFmpeg 'opens' a text file named .jpg, with no size). None for a file that is
+    neither. A camera index or a stream URL is a video, opened here to check it (its UserError says what to
+    do when it does not open)."""
+    file = not (isinstance(source, int) or is_url(source))
+    if file:
+        header = image_header(source)
+        if not isinstance(header, str):
+            return Probe("image", header[:2])
+        if too_large_image(source):
+            return Probe("image", (float("inf"), float("inf")))
+    capture = cv2.VideoCapture(source) if file else open_capture(source, timeout)
     try:
-        yield items()
-    finally:
-        stop.set()
-        thread.join()
-
-
-def decode_video(capture, seg):
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield frame, seg.input(frame)
-
-
-class Latest:
-    """A live source read by a thread that keeps only the newest frame: when the network is slower than the
-    camera, frames are dropped, not queued (a queue would lag ever further behind the scene)."""
-
-    def __init__(self, capture):
-        self.capture, self.frame, self.index, self.ended = capture, None, 0, False
-        self.cond = threading.Condition()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.grab, daemon=True, name="live-grabber")
-        self.thread.start()
-
-    def grab(self):
-        while not self.stop.is_set():
-            ok, frame = self.capture.read()
-            with self.cond:
-                if not ok:
-                    self.ended = True
-                else:
-                    self.frame, self.index = frame, self.index + 1
-                self.cond.notify()
-            if not ok:
-                return
-
-    def next(self, last_index):
-        """(frame, index) of the newest frame after `last_index`, or (None, index) when the source ended."""
-        with self.cond:
-            while self.index == last_index and not self.ended:
-                self.cond.wait(0.1)
-            if self.index == last_index:
-                return None, last_index
-            return self.frame, self.index
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-
-
-def open_capture(source, timeout=10.0):
-    """An opened cv2.VideoCapture of a video file, a camera index (int) or a stream URL, or one sentence."""
-    if isinstance(source, int):
-        capture = cv2.VideoCapture(source)
-        problem = (f"camera {source} cannot be opened; check --camera (0 is the first camera) and that no other "
-                   f"program is using it.")
-    elif is_url(source):
-        ms = int(timeout * 1000)
-        capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-        problem = (f"stream {source} did not answer within {timeout:g} s or is not a video OpenCV can open; check "
-                   f"the address (and --timeout for a slow network).")
-    else:
-        capture = cv2.VideoCapture(source)
-        problem = (f"video {source} cannot be read by OpenCV (damaged, or not a video); convert it to mp4 or give "
-                   f"its frames as images.")
-    if not capture.isOpened():
-        raise UserError(problem)
-    return capture
-
-
-def is_url(source):
-    return isinstance(source, str) and "://" in source
-
-
-def video_metadata(capture, source):
-    """(frames or None when unknown, frames per second): OpenCV reports 0, negative or huge frame counts and
-    rates like 1000 fps for some webm/VFR files and streams; those are taken as unknown."""
-    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    total = int(count) if 0 < count < 2 ** 31 else None
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    if not 0 < fps <= MAX_FPS:
-        log(f"notice: {source} reports {fps:g} frames/s, which cannot be right; its overlay video is written at "
-            f"{DEFAULT_FPS:g} frames/s.")
-        fps = DEFAULT_FPS
-    return total, fps
-
-
-class Window:
-    """--show: the overlay and the frames/s in a window, when there is a display; otherwise a notice, once."""
-
-    def __init__(self, title):
-        self.title, self.open = title, False
-        if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            log("notice: --show skipped: there is no display (DISPLAY is not set).")
-            return
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-            self.open = True
-        except cv2.error:
-            log("notice: --show skipped: this OpenCV build cannot open windows.")
-
-    def show(self, image_bgr, fps):
-        """False when the user closed the window or pressed q/Esc: the stream ends there."""
-        if not self.open:
-            return True
-        image = np.ascontiguousarray(image_bgr)
-        cv2.putText(image, f"{fps:.1f} frames/s", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
-        cv2.imshow(self.title, image)
-        key = cv2.waitKey(1) & 0xFF
-        return key not in (ord("q"), 27) and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-
-    def close(self):
-        if self.open:
-            cv2.destroyWindow(self.title)
-
-
-def segment_video(seg, source, path, label=None, max_frames=None, show=False, timeout=10.0, live=None,
-                  stop=None, on_frame=None):
-    """The overlay video of `source` (a video file, a camera index or a stream URL) written to `path` (mp4):
-    the same frames, size and frame rate. Returns {"path", "frames", "seconds", "fps", "live", "stopped"};
-    `label` names the output in the summary line.
-
-    A live source (a camera, or a stream with no frame count; live=True forces it) is read by a thread that
-    keeps only its newest frame, and ends with the stream, after `max_frames`, when the --show window is
-    closed, or on Ctrl-C: the video written so far is finished and kept (stopped: "Ctrl-C"). Frames dropped
-    while the network was busy are filled with the last overlay, so the video keeps the source's timing.
-    A file or a finite stream is segmented frame by frame, whole (or its first `max_frames`).
-    For a caller such as a web page: `stop` (a threading.Event) ends the video early, keeping what was written
-    (stopped: "stop"), and on_frame(frames, total or None) is called after each segmented frame."""
-    capture = open_capture(source, timeout)
-    name = label or os.path.basename(path)
-    window = video = None
-    try:
-        total, fps = video_metadata(capture, source)
-        live = isinstance(source, int) or (is_url(source) and total is None) if live is None else live
         size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not video.isOpened():
-            raise UserError(f"OpenCV cannot write an mp4 video ({name}); check that the output folder is writable.")
-        window = Window(name) if show else None
-        if max_frames:
-            total = min(total, max_frames) if total else max_frames
-        ends = Ends(max_frames, window, stop, on_frame, total)
-        run = (segment_live if live else segment_frames)(seg, capture, video, ends, source)
+        if file and not (capture.isOpened() and min(size) > 0):
+            return None
+        frames, fps = video_metadata(capture, source, quiet=True)
     finally:
-        if window is not None:
-            window.close()
-        if video is not None:
-            video.release()
-        capture.release()  # after the reading thread has stopped: segment_* join it before they return
-    if run["frames"] == 0:
-        kind = "camera" if isinstance(source, int) else "stream" if is_url(source) else "video"
-        raise UserError(f"{kind} {source} gave no frame OpenCV can decode"
-                        + ("; convert it to mp4." if kind == "video" else "."))
-    result = dict(run, path=path, live=live, fps=run["frames"] / run["seconds"])
-    stopped = {"Ctrl-C": " (stopped by Ctrl-C; the video so far is kept)",
-               "window": " (stopped: window closed)", "stop": " (stopped early)"}.get(run["stopped"], "")
-    log(f"{name}: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s{stopped}")
-    return result
+        capture.release()
+    return Probe("video", size, frames, fps)
 
 
-class Ends:
-    """What ends a video before its last frame, checked after each one: --max_frames, the --show window
-    closed, the caller's stop event. Also reports each frame to the caller's on_frame."""
-
-    def __init__(self, max_frames, window, stop, on_frame, total):
-        self.max_frames, self.window, self.stop, self.on_frame, self.total = max_frames, window, stop, on_frame, total
-        self.start = time.perf_counter()
-
-    def after(self, frames, image_bgr):
-        """None to go on, else why the video ends here; image_bgr: the overlay (computed only for a window)."""
-        if self.on_frame is not None:
-            self.on_frame(frames, self.total)
-        if self.window is not None and not self.window.show(image_bgr(), frames / (time.perf_counter() - self.start)):
-            return "window"
-        if self.stop is not None and self.stop.is_set():
-            return "stop"
-        if self.max_frames and frames >= self.max_frames:
-            return "max_frames"
-        return None
-
-
-def blend(seg, frame, pred):
-    """The BGR overlay of one frame."""
-    return np.ascontiguousarray(overlay(frame[:, :, ::-1], pred, seg.palette)[:, :, ::-1])
-
-
-def write_overlay(video, seg, frame, pred, image=None):
-    """Write (and return) the overlay of one frame; `image`: that overlay when it was already blended."""
-    image = blend(seg, frame, pred) if image is None else image
-    video.write(image)
-    return image
-
-
-def segment_frames(seg, capture, video, ends, source):
-    """Every frame of a file, in order; decoding runs ahead in a thread, writing in another."""
-    writer = BackgroundWriter(1)  # one thread: frames stay in order
-    progress = bar(ends.total, os.path.basename(str(source)), "frames")
-    start, frames, stopped = time.perf_counter(), 0, None
+def too_large_image(path):
+    """An image whose header Pillow refuses to read as a decompression bomb (over twice its 179 Mpixel limit)."""
     try:
-        with ahead(decode_video(capture, seg)) as decoded:
-            for frame, x in decoded:
-                pred = seg.labels(x, frame.shape[:2])
-                # Blended here only when a window shows it too (once for both), else in the writer's thread.
-                image = blend(seg, frame, pred) if ends.window is not None and ends.window.open else None
-                writer.submit(write_overlay, video, seg, frame, pred, image)
-                frames += 1
-                progress.update()
-                stopped = ends.after(frames, lambda: image)
-                if stopped:
-                    break
-    finally:
-        writer.close()
-        progress.close()
-    return {"frames": frames, "seconds": time.perf_counter() - start, "stopped": stopped}
-
-
-def segment_live(seg, capture, video, ends, source):
-    """The newest frame each time the network is free; Ctrl-C ends the stream like its end."""
-    progress = bar(ends.total, str(source), "frames")
-    start, frames, written, last, stopped = time.perf_counter(), 0, 0, 0, None
-    grabber = Latest(capture)
-    image = None
-    try:
-        while not stopped:
-            frame, index = grabber.next(last)
-            if frame is None:
-                break
-            pred = seg(frame)
-            if image is not None:  # frames dropped while the network was busy: the last overlay keeps the timing
-                for _ in range(index - last - 1):
-                    video.write(image)
-                written += index - last - 1
-            image = write_overlay(video, seg, frame, pred)
-            written += 1
-            last, frames = index, frames + 1
-            progress.update()
-            stopped = ends.after(frames, lambda: image)
-    except KeyboardInterrupt:  # the way to end a camera: what was written so far is kept
-        stopped = "Ctrl-C"
-    finally:
-        grabber.close()
-        progress.close()
-    return {"frames": frames, "written": written, "seconds": time.perf_counter() - start, "stopped": stopped}
+        with Image.open(path):
+            return False
+    except Image.DecompressionBombError:
+        return True
+    except Exception:  # not an image at all: Pillow raises several types
+        return False

@@ -1,6 +1,6 @@
 """Training, shared by the Cityscapes and CamVid scripts: train() (lists, statistics) -> train_process()
 per process (device, process group) -> _train(): restore(), open_log(), then per epoch train_one_epoch(),
-validate() (engine/evaluate.py) and save().
+validate() and save().
 
 Each dataset script passes its DatasetSpec (dataset/specs.py); nothing here depends on the dataset.
 """
@@ -15,15 +15,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dataset.datasets import TrainDataset, make_loader, read_list
+from dataset.datasets import EvalDataset, TrainDataset, make_loader, read_list
 from dataset.inform import get_inform
 from engine.checkpoint import build_and_load, load_pretrained, network_of, self_contained
-from engine.evaluate import validate
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.device import amp_notice, select_device, use_device
-from utils.dist import log
+from utils.log import log, rank as process_rank  # `rank`: the local name of a process's rank below
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, remove_stale
 from utils.metric import ConfusionMatrix
@@ -37,13 +36,33 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NEVER = torch.iinfo(torch.long).max  # "no bad iteration yet"
 
 
+
+@torch.inference_mode()
+def validate(model, samples, mean, args, device, rank=0, world=1):
+    """mIoU over `samples` (batch 1, full resolution); ranks split the list, the confusion matrix is summed.
+    The training loop's own eager forward: training loads no inference or deployment module."""
+    model.eval()
+    dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
+    subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
+    loader = make_loader(subset, 1, args.num_workers, device)
+    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
+    with bar(len(subset), "validation", "images") if rank == 0 else contextlib.nullcontext() as progress:
+        for images, labels, _ in loader:
+            pred = model(images.to(device, non_blocking=True)).argmax(1)
+            conf.update(pred, labels.to(device, non_blocking=True))
+            if progress is not None:
+                progress.update()
+    conf.all_reduce()
+    return conf.compute()
+
+
 def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, args, it0, max_it):
     """One epoch; returns (mean loss, train confusion matrix, last lr). Syncs with the host only to log."""
     model.train()
     conf = ConfusionMatrix(args.classes, args.ignore_label, device)
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), NEVER, dtype=torch.long, device=device)
-    progress = bar(len(loader), f"epoch {epoch + 1}/{args.max_epochs}") if du.rank() == 0 else None
+    progress = bar(len(loader), f"epoch {epoch + 1}/{args.max_epochs}") if process_rank() == 0 else None
     shown = 0
     amp_dtype = AMP_DTYPES[args.amp]
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -219,7 +238,7 @@ def train(args, spec):
     # before any process group exists: the spawning process, or torchrun's rank 0 while the other ranks wait
     # in init_process_group (its timeout covers this). Rank 0 then broadcasts them: with several machines
     # the others may have no copy of the file, and must not compute their own.
-    inform = read_statistics(args) if du.rank() == 0 else None
+    inform = read_statistics(args) if process_rank() == 0 else None
     if nprocs:
         log(f"starting {nprocs} processes, one per GPU of --gpus {args.gpus} (DistributedDataParallel)")
         return du.spawn(train_process, nprocs, args, spec, device, gpu_ids, samples, inform)

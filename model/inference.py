@@ -1,11 +1,11 @@
 """Fast inference: BatchNorm folding, channels_last, torch.compile, autocast; multi-scale + flip testing;
 the deployable network (preprocessing and argmax inside) that the ONNX and OpenVINO exports write.
 
-An eval loop prepares the model once and calls the predictor per image:
+A network is prepared once for a mode (engine.backend.TorchBackend wraps it) and called per batch:
 
-    predict = Predictor(model, "fold_bn+channels_last", device)
-    logits = predict(images)                     # (B, classes, H, W), float32
-    probs = predict_multiscale(predict, images, scales=(0.75, 1.0, 1.25), flip=True, classes=19)
+    predictor = Predictor(model, "fold_bn+channels_last", device)
+    logits = predictor(images)                   # (B, classes, H, W), float32
+    probs = multiscale_probs(predictor, images, scales=(0.75, 1.0, 1.25), flip=True, classes=19)
 
 A mode is a preset name from MODES or features joined by '+', from FEATURES. On the CPU, also call
 utils.device.keep_cpu_memory() once per process (see its docstring).
@@ -129,7 +129,8 @@ def no_tf32():
 
 
 class Predictor:
-    """predict(images) -> float32 logits (B, classes, H, W); images may sit on any device.
+    """A network prepared for an inference mode: predictor(images) -> float32 logits (B, classes, H, W); images
+    may sit on any device.
 
     Exact modes (eager included) compute in full fp32 on GPUs too: TF32 is off during their calls.
     `tf32` says whether the calls may use it: None on a CPU, False for exact modes, torch's setting else.
@@ -181,7 +182,7 @@ class Deployable(nn.Module):
         return logits.argmax(1), logits
 
 
-def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=None):
+def multiscale_probs(logits_of, image, scales=(1.0,), flip=False, classes=None):
     """Average of softmax probabilities over scales (and horizontal flips), at the input's H, W.
 
     As mmsegmentation's test-time augmentation (MultiScaleFlipAug + EncoderDecoder.inference), which gave
@@ -193,7 +194,7 @@ def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=Non
     normalised float image is resized. Returns (B, classes, H, W) float32.
     """
     if not scales:
-        raise ValueError("predict_multiscale needs at least one scale")
+        raise ValueError("multiscale_probs needs at least one scale")
     h, w = image.shape[-2:]
     total, passes = None, 0
     for s in scales:
@@ -201,7 +202,7 @@ def predict_multiscale(predict_fn, image, scales=(1.0,), flip=False, classes=Non
         x = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
         views = [(x, False), (x.flip(-1), True)] if flip else [(x, False)]
         for view, flipped in views:
-            logits = predict_fn(view).float()
+            logits = logits_of(view).float()
             if classes is not None and logits.shape[1] != classes:
                 raise ValueError(f"the model predicts {logits.shape[1]} classes, expected {classes}")
             if logits.shape[-2:] != (h, w):

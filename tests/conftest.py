@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tools.make_demo_data import make_camvid, make_cityscapes  # noqa: E402
+from dataset.synthetic import make_camvid, make_cityscapes  # noqa: E402
 
 # The smallest CGNet that still has every kind of block, on the CPU, in the main process.
 TINY = ["--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]

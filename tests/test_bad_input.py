@@ -25,7 +25,7 @@ import cityscapes_test
 import cityscapes_train
 from model import build_model
 from conftest import ROOT, fails
-from utils import dist as du
+from utils import errors
 from utils.checkpoint import save_checkpoint
 from utils.device import select_device
 from utils.files import check_writable_file
@@ -432,7 +432,7 @@ def test_batched_evaluation_of_images_of_different_sizes(data, tmp_path, capsys)
 def test_a_rank_that_stops_alone_prints_its_error_with_its_rank(data, tmp_path, capsys, monkeypatch):
     """One process of a 2-process run (the run's store hosted here); an error every rank meets is said
     once without a rank (tests/test_rank_errors.py runs both cases under torchrun)."""
-    monkeypatch.setattr(du, "_stopping", threading.Lock())  # this process has not stopped on an error yet
+    monkeypatch.setattr(errors, "_stopping", threading.Lock())  # this process has not stopped on an error yet
     store = torch.distributed.TCPStore("127.0.0.1", 0, 2, is_master=True, wait_for_workers=False)
     for k, v in dict(RANK=1, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=store.port).items():
         monkeypatch.setenv(k, str(v))

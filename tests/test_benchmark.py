@@ -1,4 +1,5 @@
 import json
+import statistics
 
 import pytest
 import torch
@@ -66,10 +67,15 @@ def test_real_image_input(tmp_path):
         run(["--device", "cpu", "--image", str(tmp_path / "missing.png")])
 
 
-def test_all_leaves_out_fp16_on_cpu():
+def test_all_leaves_out_fp16_on_cpu_and_runs_the_runtimes_whose_packages_import(monkeypatch):
     args = benchmark.get_args_parser().parse_args(["--all", "--device", "cpu"])
     modes = benchmark.select_modes(args, torch.device("cpu"))
     assert modes[0] == "eager" and "fp16" not in modes and "compile" in modes
+    assert set(benchmark.RUNTIMES) <= set(modes)  # onnx, onnxruntime, openvino and nncf are in requirements-dev
+    assert not set(benchmark.RUNTIMES) & set(benchmark.select_modes(args, torch.device("cuda")))  # CPU runtimes
+    monkeypatch.setattr(benchmark.export, "available", lambda fmt: not fmt.startswith("openvino"))
+    assert [m for m in benchmark.select_modes(args, torch.device("cpu")) if m in benchmark.RUNTIMES] == \
+        ["onnxruntime", "onnxruntime_int8"]
 
 
 def test_flops_count_two_per_multiply_add():
@@ -95,7 +101,7 @@ def test_nonsense_arguments_are_refused(argv):
 def test_unwritable_json_is_refused_before_measuring(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setattr(benchmark, "Predictor", None)  # measuring would fail differently
+    monkeypatch.setattr(benchmark, "TorchBackend", None)  # measuring would fail differently
     with pytest.raises(UserError, match="--json"):
         run(["--device", "cpu", "--json", str(blocker / "x.json")])
 
@@ -123,14 +129,22 @@ def test_compare_reports_every_model(tmp_path, capsys):
 
 
 def test_scripts_default_row_is_measured_last_and_exact(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(benchmark, "keep_cpu_memory", lambda: calls.append(1) or True)
+    events, time_rounds = [], benchmark.time_rounds
+    monkeypatch.setattr(benchmark, "keep_cpu_memory", lambda: events.append("keep_cpu_memory") or True)
+    monkeypatch.setattr(benchmark, "time_rounds",
+                        lambda calls, *a: events.append(sorted(calls)) or time_rounds(calls, *a))
     out = tmp_path / "b.json"
     run(["--device", "cpu", "--input_size", "32,48", "--M", "1", "--N", "1", "--mode", "exact",
          "--scripts_default", "--warmup", "0", "--runs", "2", "--json", str(out)])
     modes = json.loads(out.read_text())["modes"]
-    assert [m["mode"] for m in modes] == ["eager", "exact", benchmark.SCRIPTS_DEFAULT] and calls == [1]
-    assert modes[-1]["argmax_agreement"] == 1.0 and modes[-1]["speedup_vs_eager"] > 0
+    assert [m["mode"] for m in modes] == ["eager", "exact", benchmark.SCRIPTS_DEFAULT]
+    # last: glibc is told to keep memory only after the other modes' rounds, and its own rounds follow
+    assert events == [["eager", "exact"], "keep_cpu_memory", [benchmark.SCRIPTS_DEFAULT]]
+    row, eager = modes[-1], modes[0]
+    assert row["exact"] is True and row["argmax_agreement"] == 1.0 and row["max_rel_diff"] < 1e-4
+    # its speed-up is what the name says: the median over rounds of eager's time / its time
+    assert len(row["times_s"]) == 2 and row["speedup_vs_eager"] == pytest.approx(
+        statistics.median(b / m for b, m in zip(eager["times_s"], row["times_s"])))
 
 
 def test_every_help_entry_is_described():

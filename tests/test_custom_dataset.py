@@ -16,10 +16,11 @@ import custom_test
 import custom_train
 from conftest import TINY, fails
 from dataset import custom
+from dataset.classes_file import read_classes
 from dataset.palettes import default_palette
-from engine.exported import onnxruntime_session
+from engine.backend import onnxruntime_session
 from tools import export_onnx, prepare_dataset, segment
-from tools.make_demo_data import SHAPE_CLASSES, SHAPE_COLOURS, make_custom
+from dataset.synthetic import SHAPE_CLASSES, SHAPE_COLOURS, make_custom
 from utils.errors import UserError, run_cli
 from utils.vis import confusion_image
 
@@ -52,13 +53,13 @@ def refused(root, capsys, *extra):
 def test_classes_files_in_every_format(tmp_path):
     plain = tmp_path / "classes.txt"
     plain.write_text("\ufeffsky\nroad\n\ntraffic light\n")
-    assert custom.read_classes(str(plain)) == [("sky", None), ("road", None), ("traffic light", None)]
+    assert read_classes(str(plain)) == [("sky", None), ("road", None), ("traffic light", None)]
     coloured = tmp_path / "coloured.txt"
     coloured.write_text("background 0 0 0\ntraffic light 250 170 30\r\n")
-    assert custom.read_classes(str(coloured)) == [("background", (0, 0, 0)), ("traffic light", (250, 170, 30))]
+    assert read_classes(str(coloured)) == [("background", (0, 0, 0)), ("traffic light", (250, 170, 30))]
     cvat = tmp_path / "labelmap.txt"
     cvat.write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:0,0,142::\n")
-    assert custom.read_classes(str(cvat)) == [("background", (0, 0, 0)), ("car", (0, 0, 142))]
+    assert read_classes(str(cvat)) == [("background", (0, 0, 0)), ("car", (0, 0, 142))]
 
 
 @pytest.mark.parametrize("text, says", [("a 1 2 3\nb\n", "gives colours for some classes but not for 'b'"),
@@ -68,7 +69,7 @@ def test_a_bad_classes_file_is_one_sentence(tmp_path, text, says):
     path = tmp_path / "classes.txt"
     path.write_text(text)
     with pytest.raises(UserError, match=says) as e:
-        custom.read_classes(str(path))
+        read_classes(str(path))
     assert str(path) in str(e.value)
 
 
@@ -101,17 +102,19 @@ def test_binary_masks_become_two_classes_with_a_notice(tmp_path, capsys):
     desc = prepare(root)
     assert "only the values 0 and 255: read as binary masks" in capsys.readouterr().out
     assert desc["class_names"] == ["background", "foreground"] and desc["masks"] == "binary 0/255"
-    assert desc["samples"]["train"] + desc["samples"]["val"] == 8 and desc["samples"]["val"] >= 1
+    assert desc["palette"] == [[0, 0, 0], [255, 0, 0]] and desc["background"] == 0  # a visible foreground
+    assert (desc["samples"]["train"], desc["samples"]["val"]) == (6, 2)  # 0.2 of 8: the nearest count, 2
     for image, label in list_rows(root, "train") + list_rows(root, "val"):
         assert set(np.unique(cv2.imread(os.path.join(root, label), cv2.IMREAD_UNCHANGED))) <= {0, 1}
-    assert prepare(root)["lists"] == desc["lists"] and list_rows(root, "val") == list_rows(root, "val")
+    val = list_rows(root, "val")
+    assert prepare(root)["lists"] == desc["lists"] and list_rows(root, "val") == val  # a rerun draws the same val
 
 
 def test_the_split_by_fraction_is_deterministic_and_stable(tmp_path):
     root = made(tmp_path, "binary", n_train=40, n_val=0, n_test=0)
     prepare(root, "--val_fraction", "0.3")
     val = list_rows(root, "val")
-    assert 6 <= len(val) <= 18 and len(val) + len(list_rows(root, "train")) == 40
+    assert len(val) == 12 and len(list_rows(root, "train")) == 28  # exactly 0.3 of 40
     prepare(root, "--val_fraction", "0.3")
     assert list_rows(root, "val") == val
     make_custom(str(tmp_path / "more"), "binary", 60, 0, 0, size=SIZE)  # the same 40 pairs and 20 new ones
@@ -226,7 +229,7 @@ def test_no_pairs_and_no_layout(tmp_path, capsys):
         mask.rename(mask.with_name("other_" + mask.name))
     assert "has a mask of the same name" in refused(str(root), capsys)
     shutil.rmtree(root / "masks")
-    assert "holds neither layout" in refused(str(root), capsys)
+    assert "holds none of the layouts this tool reads" in refused(str(root), capsys)
 
 
 # ------------------------------------------------------------------------------------------ confusion picture

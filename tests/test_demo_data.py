@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.make_demo_data import get_args_parser, make_camvid, make_cityscapes
+from dataset.synthetic import make_camvid, make_cityscapes
+from tools.make_demo_data import get_args_parser
 from dataset.palettes import CITYSCAPES_LABEL_IDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

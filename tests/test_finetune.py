@@ -6,7 +6,7 @@ import torch
 
 import camvid_train
 import cityscapes_train
-from tools.make_demo_data import make_camvid, make_cityscapes
+from dataset.synthetic import make_camvid, make_cityscapes
 from utils.errors import run_cli
 
 pytestmark = pytest.mark.slow  # every test trains through the scripts

@@ -19,7 +19,7 @@ import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
 from conftest import free_port
-import engine.evaluate as evaluate
+import engine.backend as backend
 import engine.train as engine
 from model.inference import Predictor
 from utils import dist as du
@@ -97,10 +97,9 @@ def test_eval_and_test_default_to_one_gpu(script):
 @pytest.mark.parametrize("device, mode", [("cpu", "fold_bn+channels_last"), ("cuda:0", "fold_bn"),
                                           ("cuda:0", "fold_bn+compile+bf16")])
 def test_evaluation_uses_channels_last_only_where_it_was_measured_faster(monkeypatch, device, mode):
-    monkeypatch.setattr(evaluate, "keep_cpu_memory", lambda: True)
-    monkeypatch.setattr(evaluate, "Predictor", lambda model, mode, device: mode)
+    monkeypatch.setattr(backend, "keep_cpu_memory", lambda: True)
     args = SimpleNamespace(plain=False, compile="compile" in mode, amp="bf16" if "bf16" in mode else "none")
-    assert evaluate.predictor(args, None, torch.device(device)) == mode
+    assert backend.inference_mode(args, torch.device(device)) == mode
 
 
 # ------------------------------------------------------------------ statistics before the process group

@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import CGNet
-from model.inference import MODES, Predictor, fold_bn, is_exact, parse_mode, predict_multiscale
+from model.inference import MODES, Predictor, fold_bn, is_exact, multiscale_probs, parse_mode
 
 
 def randomize_bn(model, seed=0):
@@ -133,8 +133,8 @@ def test_multiscale_flip_equals_hand_computed_average():
     x = torch.randn(2, 3, 10, 14)
     with torch.no_grad():
         expected = hand_multiscale(net, x, (0.5, 1.0, 1.5), flip=True)
-        got = predict_multiscale(net, x, scales=(0.5, 1.0, 1.5), flip=True, classes=4)
-        single = predict_multiscale(net, x, classes=4)
+        got = multiscale_probs(net, x, scales=(0.5, 1.0, 1.5), flip=True, classes=4)
+        single = multiscale_probs(net, x, classes=4)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(single, torch.softmax(net(x), 1))
         assert not torch.allclose(got, single)
@@ -143,7 +143,7 @@ def test_multiscale_flip_equals_hand_computed_average():
 def test_multiscale_with_cgnet_keeps_the_input_size():
     predict = Predictor(cgnet(classes=5, M=1, N=1), "exact", "cpu")
     x = torch.randn(1, 3, 37, 53) * 50
-    probs = predict_multiscale(predict, x, scales=(0.75, 1.25), flip=True, classes=5)
+    probs = multiscale_probs(predict, x, scales=(0.75, 1.25), flip=True, classes=5)
     assert probs.shape == (1, 5, 37, 53)
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 37, 53))
 
@@ -152,6 +152,6 @@ def test_multiscale_checks_classes_and_scales():
     net = nn.Conv2d(3, 4, 1)
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError):
-        predict_multiscale(net, x, scales=(1.0,), classes=5)
+        multiscale_probs(net, x, scales=(1.0,), classes=5)
     with pytest.raises(ValueError):
-        predict_multiscale(net, x, scales=())
+        multiscale_probs(net, x, scales=())

@@ -9,7 +9,7 @@ import pytest
 import cityscapes_eval
 from dataset.inform import compute_inform
 from model import build_model
-from tools.make_demo_data import make_cityscapes
+from dataset.synthetic import make_cityscapes
 from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 

@@ -1,10 +1,11 @@
-"""int8 on the user's own data (tools/export_openvino.py --int8, engine/int8.py): the default command calibrated on
+"""int8 on the user's own data (tools/export_openvino.py --int8, engine/export.py): the default command calibrated on
 real CamVid images writes a file that stays within the target on the real test split; a refusal (exit 2, nothing
 written) names the measured figures and the flag that changes the decision; the lists are found relative to
 --data_dir and read before quantizing. The real-data tests skip, with the reason, where ../shared/camvid is absent."""
 import json
 import os
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 import camvid_test
 from conftest import ROOT, fails
-from engine import int8
+from engine import export
 from tools import export_openvino
 from utils.errors import run_cli
 
@@ -58,7 +59,8 @@ def test_the_default_int8_command_on_real_images_is_written_and_within_the_targe
     # The tests have no train split: calibrate on the 101 val images (20 of them held out for the check).
     result = run_cli(export_openvino.main, export_openvino.get_args_parser(),
                      export_argv(camvid, out, "--calibration", os.path.join(camvid["data"], "val")))
-    assert result["checked_on"] == "held-out images" and result["agreement"] >= int8.MIN_AGREEMENT
+    assert result["checked_on"] == "20 images held out from --calibration"
+    assert result["agreement"] >= export.FORMATS["openvino_int8"].min_agreement
     assert sorted(os.listdir(out.parent)) == ["cgnet_int8.bin", "cgnet_int8.xml"]
     metrics = camvid_test.main(camvid_test.get_args_parser().parse_args(
         ["--data_dir", camvid["data"], "--test_data_list", os.path.join(ROOT, "dataset/list/CamVid/camvid_test_list.txt"),
@@ -77,8 +79,10 @@ def test_a_refusal_on_held_out_images_names_the_figures_and_the_flag(camvid, tmp
     argv = export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration",
                        *[os.path.join(camvid["data"], "val", name) for name in images], "--min_agreement", "0.9999")
     message = fails(export_openvino, argv, capsys)
-    assert "% of the pixels agree with PyTorch on 2 images held out from --calibration" in message
-    assert "below --min_agreement 0.9999" in message and "--val_data_list" in message and "was not written" in message
+    assert message.startswith("error: the int8 IR agrees with PyTorch on only ")
+    assert ("% of the pixels of 2 images held out from --calibration (less than --min_agreement 0.9999), so "
+            f"{tmp_path / 'out' / 'q.xml'} was not written") in message
+    assert "check it on a labelled list with --val_data_list" in message and "lower --min_agreement" in message
     assert not (tmp_path / "out").exists()
 
 
@@ -96,14 +100,15 @@ def test_a_miou_drop_refusal_on_a_list_relative_to_data_dir(camvid, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     message = fails(export_openvino, export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration", str(grey),
                                                  "--data_dir", str(data), "--val_data_list", "mini_val.txt"), capsys)
-    assert "mIoU" in message and "against PyTorch's" in message and "on 4 images of --val_data_list mini_val.txt" in message
-    assert "points lower" in message and "more than --max_miou_drop 1" in message and "was not written" in message
+    assert message.startswith("error: the int8 IR's mIoU on 4 images of --val_data_list mini_val.txt is ")
+    assert "% against PyTorch's " in message and "points lower: more than --max_miou_drop 1, so" in message
+    assert "was not written" in message and "raise --max_miou_drop to accept it" in message
     assert not (tmp_path / "out").exists()
 
 
 def test_the_lists_are_found_in_data_dir_and_read_before_quantizing(untrained, tmp_path, monkeypatch, capsys):
     data = untrained()
-    monkeypatch.setattr(int8, "quantize", lambda *a: pytest.fail("quantized before the lists were read"))
+    monkeypatch.setattr(export, "quantize", lambda *a, **k: pytest.fail("quantized before the lists were read"))
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out" / "q.xml"
     argv = ["--resume", data["ckpt"], "--out", str(out), "--int8", "--data_dir", data["cs"]]
@@ -117,14 +122,17 @@ def test_the_lists_are_found_in_data_dir_and_read_before_quantizing(untrained, t
 
 
 def test_held_out_images_are_kept_out_of_the_calibration():
+    source = SimpleNamespace(weights=SimpleNamespace(ckpt={}))  # records no val list
+    args = SimpleNamespace(val_data_list=None, subset_size=300, check_images=20, min_agreement=None,
+                           max_miou_drop=1.0)
     paths = [f"{i}.png" for i in range(367)]
-    calibration, held = int8.hold_out(paths, 300, 20)
-    assert len(held.paths) == 20 and held.held and len(calibration) == 300
-    assert not set(held.paths) & set(calibration)
-    calibration, held = int8.hold_out(paths[:10], 300, 20)  # never more than a fifth
-    assert len(held.paths) == 2 and len(calibration) == 8
-    calibration, held = int8.hold_out(paths[:3], 300, 20)  # too few to hold any out
-    assert not held.held and held.paths == calibration == paths[:3]
+    calibration, check = export.int8_check(source, paths, args)
+    assert len(check.images) == 20 and len(calibration) == 300 and not set(check.images) & set(calibration)
+    assert check.images_name == "held out from --calibration" and check.samples is None
+    calibration, check = export.int8_check(source, paths[:10], args)  # never more than a fifth
+    assert len(check.images) == 2 and len(calibration) == 8
+    calibration, check = export.int8_check(source, paths[:3], args)  # too few to hold any out
+    assert check.images == calibration == paths[:3] and "too few" in check.images_name
 
 
 @pytest.mark.slow  # quantizes (a tiny network: seconds)
@@ -138,4 +146,5 @@ def test_the_val_list_a_checkpoint_records_is_checked_on(untrained, tmp_path):
     result = run_cli(export_openvino.main, export_openvino.get_args_parser(),
                      ["--resume", str(recorded), "--out", str(tmp_path / "q.xml"), "--int8", "--calibration",
                       os.path.join(data["cs"], "leftImg8bit", "train"), "--max_miou_drop", "100"])
-    assert result["checked_on"] == "cityscapes_val_list.txt" and "miou_drop" in result
+    assert result["checked_on"] == "2 images of the checkpoint's --val_data_list cityscapes_val_list.txt"
+    assert {"miou", "miou_pytorch"} <= set(result)

@@ -82,8 +82,8 @@ def test_test_script_submission_comes_from_its_predictions(cs, tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_scale_flip_of_the_scripts_is_predict_multiscale(cs, tmp_path):
-    from model.inference import predict_multiscale
+def test_multi_scale_flip_of_the_scripts_is_multiscale_probs(cs, tmp_path):
+    from model.inference import multiscale_probs
     scales = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     cityscapes_eval.main(eval_args(cs, tmp_path / "ms", str(tmp_path / "i.pkl"), "--plain", "false",
                                    "--multi_scale", ",".join(map(str, scales)), "--flip", "true"))
@@ -94,7 +94,7 @@ def test_multi_scale_flip_of_the_scripts_is_predict_multiscale(cs, tmp_path):
     for s in read_list(f"{cs}/cityscapes_val_list.txt", cs, True, "list"):
         x = to_tensor(normalize(load_image(s.image), weights.mean))[None]
         with torch.no_grad():
-            expected = predict_multiscale(model, x, scales, True, 19).argmax(1)[0].numpy()
+            expected = multiscale_probs(model, x, scales, True, 19).argmax(1)[0].numpy()
         got = np.array(Image.open(tmp_path / "ms" / f"{s.name}.png"))
         assert (got == expected).mean() > 0.999
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from model import build_model
-from model.inference import predict_multiscale
+from model.inference import multiscale_probs
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # tools/test.py --aug-test: img_ratios, flip=True
 
@@ -57,10 +57,10 @@ def cgnet():
     return model
 
 
-def test_predict_multiscale_is_mmsegmentations_aug_test(cgnet):
+def test_multiscale_probs_is_mmsegmentations_aug_test(cgnet):
     image = smooth_image(64, 128)  # 1:2, as Cityscapes' 1024x2048
     with torch.no_grad():
-        ours = predict_multiscale(cgnet, image, SCALES, flip=True, classes=19)
+        ours = multiscale_probs(cgnet, image, SCALES, flip=True, classes=19)
         theirs = mmseg_aug_test(cgnet, image, SCALES)
         before = softmax_then_resize(cgnet, image, SCALES)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
@@ -74,6 +74,6 @@ def test_scaled_sizes_are_rounded_half_up_as_mmcv():
     def record(x):
         sizes.append(tuple(x.shape[-2:]))
         return torch.zeros(1, 2, *x.shape[-2:])
-    predict_multiscale(record, torch.zeros(1, 3, 37, 53), (0.5, 1.5), flip=True)
+    multiscale_probs(record, torch.zeros(1, 3, 37, 53), (0.5, 1.5), flip=True)
     # int(37 * 0.5 + 0.5) = 19 where Python's round(18.5) = 18; flipped passes have the same size
     assert sizes == [(19, 27), (19, 27), (56, 80), (56, 80)]

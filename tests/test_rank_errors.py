@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tools.make_demo_data import make_cityscapes
+from dataset.synthetic import make_cityscapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

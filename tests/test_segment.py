@@ -13,7 +13,7 @@ import cityscapes_eval
 import cityscapes_train
 from model import build_model
 from tools import segment
-from tools.make_demo_data import make_cityscapes
+from dataset.synthetic import make_cityscapes
 from utils.checkpoint import save_checkpoint
 from utils.errors import run_cli
 

@@ -1,4 +1,6 @@
 """Self-contained checkpoints: what read_weights tells about the network and the input mean."""
+import pickle
+
 import numpy as np
 import pytest
 
@@ -45,10 +47,16 @@ def test_the_mean_comes_from_the_checkpoint_then_the_inform_file_then_the_releas
     ours, original = str(tmp_path / "ours.pth"), str(tmp_path / "original.pth")
     save_checkpoint(self_contained(sd, {"name": "CGNet", "classes": 19, "M": 1, "N": 1}, "cityscapes", MEAN), ours)
     save_checkpoint({"epoch": 1, "model": sd}, original)
+    inform = str(tmp_path / "inform.pkl")
+    with open(inform, "wb") as f:  # the original's format: a pickled dict of float32 arrays
+        pickle.dump({"mean": np.array([1, 2, 3], np.float32), "std": np.ones(3, np.float32),
+                     "classWeights": np.ones(19, np.float32)}, f)
     assert input_mean(read_weights(ours), ours).tolist() == pytest.approx(MEAN)
-    assert input_mean(read_weights(ours), ours, np.array([1, 2, 3]), "inform.pkl").tolist() == pytest.approx(MEAN)
+    assert input_mean(read_weights(ours), ours, inform).tolist() == pytest.approx(MEAN)
     assert "using the checkpoint's" in capsys.readouterr().out
-    assert input_mean(read_weights(original), original, np.array([1, 2, 3])).tolist() == [1, 2, 3]
+    assert input_mean(read_weights(original), original, inform).tolist() == [1, 2, 3]
+    with pytest.raises(UserError, match="--inform_data_file .* does not exist"):
+        input_mean(read_weights(original), original, str(tmp_path / "missing.pkl"))
     released = input_mean(read_weights(original), original)
     assert released.tolist() == pytest.approx([73.15835921, 82.90891754, 72.39239876])
     assert "original release's Cityscapes mean" in capsys.readouterr().out

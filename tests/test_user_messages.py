@@ -1,8 +1,6 @@
 """Messages that point the right way (issue 14, point 6), each run as a user runs it."""
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
 from tools import plot_log, prepare_cityscapes
-from tools.make_demo_data import make_cityscapes
+from dataset.synthetic import make_cityscapes
 from utils.errors import run_cli
 
 from conftest import ROOT, TINY_EVAL as TINY, fails
@@ -111,12 +109,3 @@ def test_plot_log_takes_the_run_folder(tmp_path):
                                       "1\t\t2.5000\t\t0.1000\t\t0.0010000\n2\t\t2.0000\t\t0.2000\t\t0.3000\t\t0.0009\n")
     out = run_cli(plot_log.main, plot_log.get_args_parser(), [str(tmp_path)])
     assert out == tmp_path / "log.png" and Image.open(out).size[0] > 0
-
-
-@pytest.mark.slow
-def test_prepare_helper_help_is_not_a_traceback():
-    run = subprocess.run([sys.executable, "tools/_prepare.py", "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0 and "Traceback" not in run.stderr
-    assert "run one of those" in run.stdout
-    run = subprocess.run([sys.executable, "tools/_prepare.py"], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 2 and run.stderr.startswith("error: tools/_prepare.py is not a command")

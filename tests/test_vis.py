@@ -19,6 +19,16 @@ def test_overlay_blends_known_classes_and_leaves_ignore_alone():
     assert np.array_equal(overlay(image, label, CITYSCAPES_PALETTE, alpha=0.0), image)
 
 
+def test_overlay_leaves_the_background_class_unblended():
+    image = np.full((1, 3, 3), 200, np.uint8)
+    label = np.array([[0, 1, 255]])
+    binary = [[0, 0, 0], [255, 0, 0]]
+    assert overlay(image, label, binary)[0, 0].tolist() == [100, 100, 100]  # blended: the photo darkened
+    out = overlay(image, label, binary, background=0)
+    assert out[0, 0].tolist() == [200, 200, 200] and out[0, 1].tolist() == [228, 100, 100]
+    assert out[0, 2].tolist() == [200, 200, 200]
+
+
 def test_panel_puts_input_prediction_and_ground_truth_side_by_side():
     h, w = 4, 5
     image = np.full((h, w, 3), 7, np.uint8)

@@ -235,14 +235,24 @@ def test_an_examples_folder_that_is_missing_ends_with_one_sentence(untrained, tm
                        f"the flag out.")
 
 
-def test_the_page_takes_the_model_flags_of_tools_segment(untrained):
-    """The same --resume, --max_side, --tile, --amp, ... as tools/segment.py, so a file segments alike in both."""
-    from tools import segment
-    flags = {"--resume", "--max_side", "--tile", "--inform_data_file", "--amp", "--compile", "--plain", "--cuda",
-             "--gpus"}
-    for parser in (webui.get_args_parser(), segment.get_args_parser()):
-        assert flags <= set(parser._option_string_actions)
-    args = webui.get_args_parser().parse_args(["--resume", untrained()["ckpt"], "--cuda", "false", "--tile",
-                                               "--max_side", "1024"])
-    seg = webui.load_segmenter(args)
-    assert seg.tile and seg.max_side == 1024
+@pytest.mark.parametrize("flags", [[], ["--max_side", "40"], ["--max_side", "40", "--tile"]])
+def test_the_page_and_tools_segment_take_the_model_flags_with_the_same_effect(untrained, tmp_path, flags):
+    """The same flags give the same segmenter, so a photo segments alike in both."""
+    made = untrained()
+    model = ["--resume", made["ckpt"], "--cuda", "false", *flags]
+    page = webui.load_segmenter(webui.get_args_parser().parse_args(model))
+    script = segment.load_segmenter(segment.get_args_parser().parse_args([*model, "--out", str(tmp_path), "x"]))
+    photo = cv2.resize(cv2.imread(sorted(glob.glob(f"{made['cs']}/leftImg8bit/test/*/*.png"))[0]), (96, 48))
+    assert (page.max_side, page.tile) == (script.max_side, script.tile) == (
+        int(flags[1]) if flags else 2048, "--tile" in flags)
+    assert np.array_equal(page(photo), script(photo))
+
+
+def test_a_video_claiming_1000_frames_per_second_is_timed_at_the_default_rate(tmp_path):
+    """40 frames at a claimed 1000 fps would pass a 1 s limit in 0.04 s and get a 1001-frame ceiling; taken
+    at 25 fps (what its overlay video is written at) they last 1.6 s."""
+    video = tmp_path / "fast.mp4"
+    write_video(video, np.zeros((32, 64, 3), np.uint8), frames=40, fps=1000.0)
+    assert webui.check_video(str(video), max_seconds=2, max_megapixels=1) == (40, 25.0)
+    with pytest.raises(gr.Error, match="lasts longer than this page's limit of 1 s"):
+        webui.check_video(str(video), max_seconds=1, max_megapixels=1)

@@ -14,9 +14,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -25,7 +26,7 @@ import torch  # noqa: E402
 from dataset.specs import CITYSCAPES  # noqa: E402
 from engine.checkpoint import self_contained  # noqa: E402
 from model import build_model  # noqa: E402
-from tools.make_demo_data import street_scene  # noqa: E402
+from dataset.synthetic import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 
 # configuration: (the file given as --resume, extra flags)

@@ -13,11 +13,13 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from dataset.datasets import load_label  # noqa: E402
 from dataset.palettes import CITYSCAPES_PALETTE  # noqa: E402

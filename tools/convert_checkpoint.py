@@ -13,13 +13,14 @@ their preprocessing; for the others the mean comes from --inform_data_file, or, 
 Cityscapes mean the original release computed (a notice says so).
 """
 import argparse
-import os
 import sys
+from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
+
 from dataset.specs import spec_for  # noqa: E402
-from engine.checkpoint import build_for_inference, checkpoint_mean, self_contained  # noqa: E402
+from engine.checkpoint import build_for_inference, input_mean, self_contained  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import check_writable_file  # noqa: E402
@@ -40,7 +41,7 @@ def main(args):
     network = weights.network
     if network["name"] != "CGNet":
         raise UserError(f"IN {args.input} is a {network['name']} checkpoint; only CGNet checkpoints are converted.")
-    mean = checkpoint_mean(weights, args.input, args.inform_data_file, "IN")
+    mean = input_mean(weights, args.input, args.inform_data_file, "IN")
     spec = spec_for(weights.dataset, network["classes"])
     dataset = weights.dataset or (spec.name if spec else None)
     epoch = weights.ckpt.get("epoch", 0) if isinstance(weights.ckpt.get("epoch"), int) else 0

@@ -12,11 +12,12 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
-from tools.make_demo_data import make_cityscapes  # noqa: E402
+from dataset.synthetic import make_cityscapes  # noqa: E402
 
 
 def run(args):

@@ -8,13 +8,14 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import custom_train  # noqa: E402
-from tools import prepare_dataset  # noqa: E402
-from tools.make_demo_data import make_custom  # noqa: E402
+from dataset.prepare import prepare  # noqa: E402
+from dataset.synthetic import make_custom  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
@@ -33,7 +34,7 @@ def get_args_parser():
 
 def main(args):
     data = make_custom(os.path.join(args.out, "shapes_voc"), "voc", n_train=40, n_val=10, n_test=0, size=(96, 128))
-    prepare_dataset.main(prepare_dataset.get_args_parser().parse_args([data]))
+    prepare(data)
     argv = ["--data_dir", data, "--max_epochs", str(args.epochs), "--input_size", "64,64", "--seed", str(args.seed),
             "--val_interval", str(args.epochs), "--savedir", os.path.join(args.out, "checkpoint") + "/",
             "--cuda", "false"]

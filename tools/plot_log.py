@@ -7,11 +7,11 @@ The log has the original's format: `Parameters: N`, a header line starting with 
 epoch, `epoch  train_loss  train_mIoU  [val_mIoU]  lr`, tab separated (val_mIoU only on validation epochs).
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from utils.errors import UserError, run_cli  # noqa: E402
 

@@ -7,17 +7,17 @@ val/, valannot/, test/, testannot/ with 367/101/233 PNGs of 360x480 whose annota
 A rerun writes nothing and only checks.
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
-from tools._prepare import (REPO, choose_lists, summary, train_command, verify,  # noqa: E402
-                            write_lists)
+from dataset.lists import (REPO, choose_lists, summary, train_command, verify,  # noqa: E402
+                           write_lists)
 from utils.progress import iterate  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 

@@ -20,26 +20,26 @@ import glob
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from urllib.parse import urlparse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 import cv2  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dataset.datasets import image_header  # noqa: E402
+from dataset.annotations import FORMATS as ANNOTATION_FORMATS, Annotations  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
-from engine.segmenter import ahead, is_url, load_segmenter, open_capture, segment_video  # noqa: E402
+from engine.segmenter import OUTPUTS, load_segmenter, probe  # noqa: E402
+from engine.video import ahead, is_url, segment_video  # noqa: E402
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import VIDEO_EXTENSIONS, BackgroundWriter, check_writable_dir, save_png, staged_folder  # noqa: E402
+from utils.files import VIDEO_EXTENSIONS, BackgroundWriter, check_writable_dir, staged_folder  # noqa: E402
 from utils.progress import bar  # noqa: E402
-from utils.vis import overlay  # noqa: E402
 
-IMAGE_OUTPUTS = (".png", "_color.png", "_overlay.png")
 VIDEO_OUTPUT = "_overlay.mp4"
 INTERRUPTED = ("stopped by Ctrl-C before every input was segmented; --out was left as it was (a camera or "
                "stream stopped by Ctrl-C instead keeps its video so far).")
@@ -50,14 +50,15 @@ class Item:
     path: object       # a file, a stream URL or a camera index
     stem: str          # output name relative to --out, without extension: "x" or "sub/x"
     from_folder: bool  # a folder's unreadable files are skipped; a named file must be readable
+    kind: str = None   # "image" or "video", as engine.segmenter.probe finds it (check_outputs)
 
     @property
     def outputs(self):
-        return [self.stem + s for s in ((VIDEO_OUTPUT,) if self.is_video else IMAGE_OUTPUTS)]
+        return [self.stem + s for s in ((VIDEO_OUTPUT,) if self.is_video else OUTPUTS)]
 
     @property
     def is_video(self):
-        return not isinstance(self.path, str) or is_url(self.path) or self.path.lower().endswith(VIDEO_EXTENSIONS)
+        return self.kind == "video"
 
 
 def walk(folder):
@@ -128,21 +129,19 @@ def unique(items):
 
 
 def check_outputs(items, timeout):
-    """Before any work: every input readable, no two writing one file. Returns (items, the paths of a folder's
-    files skipped as neither readable images nor videos)."""
+    """Before any work: what each input is (probe(): cameras and streams are opened, so that a bad one ends
+    the run before it starts), no two writing one file. Returns (items, the paths of a folder's files skipped
+    as neither readable images nor videos)."""
     kept, skipped, written = [], [], {}
     for item in items:
-        if item.is_video:
-            if not readable_video(item, timeout):
-                skipped.append(item.path)
-                continue
-        elif isinstance(image_header(item.path), str):
+        found = probe(item.path, timeout)
+        if found is None:
             if not item.from_folder:
-                raise UserError(f"input {item.path} is not a readable image; give an image file (png, jpg, bmp, ...) "
-                                f"or a video OpenCV can read.")
-            log(f"skipped {item.path}: not a readable image")
+                raise UserError(unreadable(item.path))
+            log(f"skipped {item.path}: neither an image nor a video OpenCV can read")
             skipped.append(item.path)
             continue
+        item = replace(item, kind=found.kind)
         for name in item.outputs:  # judged on the real names: a.jpg's a_color.png is a_color.jpg's a_color.png
             if name in written:
                 raise UserError(f"inputs {written[name].path} and {item.path} would both be written as {name}; "
@@ -152,17 +151,13 @@ def check_outputs(items, timeout):
     return kept, skipped
 
 
-def readable_video(item, timeout):
-    """Opened and released before any work, so that a bad camera, URL or file ends the run before it starts.
-    A folder's unreadable video is skipped with a note; a named one is an error."""
-    try:
-        open_capture(item.path, timeout).release()
-        return True
-    except UserError:
-        if not item.from_folder:
-            raise
-        log(f"skipped {item.path}: not a video OpenCV can read")
-        return False
+def unreadable(path):
+    """Why a named file is refused, in the words of what its name says it is."""
+    if path.lower().endswith(VIDEO_EXTENSIONS):
+        return (f"video {path} cannot be read by OpenCV (damaged, or not a video); convert it to mp4 or give its "
+                f"frames as images.")
+    return (f"input {path} is not a readable image; give an image file (png, jpg, bmp, ...) or a video OpenCV can "
+            f"read.")
 
 
 def decode_images(items, seg):
@@ -180,21 +175,16 @@ def decode_images(items, seg):
         yield item, image, None if seg.tiled(image) else seg.input(image)
 
 
-def write_image(out, stem, image_bgr, pred, palette):  # out: the staging folder
-    path = os.path.join(out, stem)
-    save_png(f"{path}.png", pred)
-    save_png(f"{path}_color.png", pred, palette)
-    save_png(f"{path}_overlay.png", overlay(image_bgr[:, :, ::-1], pred, palette))
-
-
-def segment_images(out, items, seg):
+def segment_images(out, items, seg, notes=None):
     writer = BackgroundWriter(2)  # bounded by bytes: a few 48-megapixel photos, or many small ones
     progress = bar(len(items), "images", "images")
     try:
         with ahead(decode_images(items, seg), depth=2) as decoded:
             for item, image, x in decoded:
                 pred = seg(image) if x is None else seg.labels(x, image.shape[:2])
-                writer.submit(write_image, out, item.stem, image, pred, seg.palette)
+                writer.submit(seg.save, os.path.join(out, item.stem), image, pred)  # out: the staging folder
+                if notes:  # --save_annotations
+                    writer.submit(notes.add, item.stem, item.path, pred)
                 progress.update()
     finally:
         writer.close()
@@ -215,7 +205,11 @@ def main(args):
     with staged_folder(args.out, log) as out:  # every output appears when all succeeded, or none does
         if images:
             start = time.perf_counter()
-            segment_images(out, images, seg)
+            notes = Annotations(args.save_annotations, args.out, out, seg.class_names) if args.save_annotations \
+                else None
+            segment_images(out, images, seg, notes)
+            if notes:
+                notes.close()
             summary["seconds"] = time.perf_counter() - start
             log(f"{len(images)} image(s) in {summary['seconds']:.1f} s ({len(images) / summary['seconds']:.2f} "
                 f"images/s)")
@@ -248,6 +242,10 @@ def get_args_parser():
                         "a display")
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds a stream URL may take to open or to send a frame")
+    p.add_argument("--save_annotations", choices=ANNOTATION_FORMATS, default=None,
+                   help="also write the images' predictions as polygons a labelling tool opens: labelme (OUT/{stem}"
+                        ".json) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct them there "
+                        "and prepare them with tools/prepare_dataset.py")
     segmenter_flags(p)
     return p
 

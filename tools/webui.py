@@ -23,24 +23,23 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from dataset.datasets import image_header  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
-from engine.segmenter import load_segmenter, segment_video  # noqa: E402
+from engine.segmenter import load_segmenter, probe  # noqa: E402
+from engine.video import segment_video, video_metadata  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
-from utils.dist import log  # noqa: E402
+from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import IMAGE_EXTENSIONS, save_png  # noqa: E402
-from utils.vis import overlay  # noqa: E402
+from utils.files import IMAGE_EXTENSIONS  # noqa: E402
 
 # The demo's synthetic test scenes (tools/demo.py, `make demo`), offered as examples when they exist.
 DEMO_EXAMPLES = os.path.join(ROOT, "demo", "data", "cityscapes", "leftImg8bit", "test")
@@ -87,17 +86,15 @@ def upload_name(path):
 
 def read_image(path, max_megapixels):
     """The upload as tools/segment.py reads it (cv2.imread, BGR), refused with a sentence when it is not an
-    image, or a video, or too large. Raises gr.Error, which the page shows."""
+    image, or a video, or too large (from its header: before it is decoded). Raises gr.Error, which the page
+    shows."""
     name = upload_name(path)
-    try:
-        with Image.open(path) as im:  # the header only: a too large image is refused before it is decoded
-            width, height = im.size
-    except Image.DecompressionBombError:  # over twice Pillow's own limit (179 Mpixel)
-        width = height = float("inf")
-    except Exception:  # Pillow raises several types for files that are not images, all alike here
-        if is_video(path):
-            raise refuse(f"{name} is a video; segment it in the Video tab.") from None
-        raise refuse(f"{name} is not an image; upload a png, jpg, bmp, tif or webp image.") from None
+    found = probe(path)
+    if found is None:
+        raise refuse(f"{name} is not an image; upload a png, jpg, bmp, tif or webp image.")
+    if found.kind == "video":
+        raise refuse(f"{name} is a video; segment it in the Video tab.")
+    width, height = found.size
     if width * height > max_megapixels * 1e6:
         raise refuse(f"{name} is larger than this page's limit of {max_megapixels:g} Mpixel (--max_megapixels); "
                      f"make it smaller, or segment it with tools/segment.py.")
@@ -107,34 +104,22 @@ def read_image(path, max_megapixels):
     return image
 
 
-def is_video(path):
-    capture = cv2.VideoCapture(path)
-    opened = capture.isOpened()
-    capture.release()
-    return opened
-
-
 def check_video(path, max_seconds, max_megapixels):
-    """(frame count, or 0 when the file does not say; frame rate) of the upload, refused before any frame is
-    segmented when it is not a video or is too long or too large."""
+    """(frame count, or 0 when the file does not say; frame rate, as the overlay video is written) of the
+    upload, refused before any frame is segmented when it is not a video or is too long or too large."""
     name = upload_name(path)
-    if not isinstance(image_header(path), str):
+    found = probe(path)
+    if found is None:
+        raise refuse(f"{name} is not a video OpenCV can read; upload an mp4, webm, avi or mov file.")
+    if found.kind == "image":
         raise refuse(f"{name} is an image; segment it in the Image tab.")
-    capture = cv2.VideoCapture(path)
-    try:
-        if not capture.isOpened():
-            raise refuse(f"{name} is not a video OpenCV can read; upload an mp4, webm, avi or mov file.")
-        frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    finally:
-        capture.release()
-    if frames / fps > max_seconds:
+    frames = found.frames or 0
+    if frames / found.fps > max_seconds:
         raise too_long(name, max_seconds)
-    if width * height > max_megapixels * 1e6:
+    if found.size[0] * found.size[1] > max_megapixels * 1e6:
         raise refuse(f"{name} has frames larger than this page's limit of {max_megapixels:g} Mpixel "
                      f"(--max_megapixels); segment it with tools/segment.py.")
-    return frames, fps
+    return frames, found.fps
 
 
 def too_long(name, max_seconds):
@@ -146,7 +131,7 @@ def browser_video(mp4, webm):
     """A VP8 WebM copy of `mp4` for the page's player: browsers do not play the MPEG-4 part 2 codec that
     OpenCV writes into mp4, and OpenCV's wheels carry no H.264 encoder. The mp4 stays the download."""
     capture = cv2.VideoCapture(mp4)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    _, fps = video_metadata(capture, mp4)
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     writer = cv2.VideoWriter(webm, cv2.VideoWriter_fourcc(*"VP80"), fps, size)
     try:
@@ -166,30 +151,21 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
     def outputs_folder():
         return tempfile.mkdtemp(dir=workdir)  # one per upload: names never collide between visitors
 
-    def write_overlay(kept, opacity):
-        path = os.path.join(kept["folder"], f"{kept['stem']}_overlay.png")
-        save_png(path, overlay(kept["image"][:, :, ::-1], kept["pred"], seg.palette, alpha=opacity))
-        return path
-
     def segment(path, opacity):
         if not path:  # the upload was cleared
             return None, None, None, None, None
         image = read_image(path, max_megapixels)
         pred = seg(image)
-        folder = outputs_folder()
-        stem = os.path.splitext(os.path.basename(path))[0]
-        ids, colour = os.path.join(folder, f"{stem}.png"), os.path.join(folder, f"{stem}_color.png")
-        save_png(ids, pred)  # what tools/segment.py writes
-        save_png(colour, pred, seg.palette)
-        kept = {"image": image, "pred": pred, "folder": folder, "stem": stem}
-        over = write_overlay(kept, opacity)
-        kept["files"] = [ids, colour, over]
+        stem = os.path.join(outputs_folder(), os.path.splitext(os.path.basename(path))[0])
+        ids, colour, over = seg.save(stem, image, pred, alpha=opacity)  # what tools/segment.py writes
+        kept = {"image": image, "pred": pred, "stem": stem, "files": [ids, colour, over]}
         return over, colour, class_areas(pred, seg.class_names, seg.palette), kept["files"], kept
 
     def reblend(kept, opacity):
         if not kept:
             return None, None
-        return write_overlay(kept, opacity), kept["files"]
+        over, = seg.save(kept["stem"], kept["image"], kept["pred"], alpha=opacity, outputs=("_overlay.png",))
+        return over, kept["files"]
 
     def segment_clip(path, progress=gr.Progress()):
         if not path:
@@ -197,7 +173,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         _, fps = check_video(path, max_video_seconds, max_megapixels)
         stem = os.path.splitext(os.path.basename(path))[0]
         mp4 = os.path.join(outputs_folder(), f"{stem}_overlay.mp4")
-        most = int(max_video_seconds * fps) + 1
+        most = int(max_video_seconds * fps) + 1  # fps: probe's, so a file claiming 1000 fps gets 25's ceiling
 
         def on_frame(done, total):
             if done > most:  # a file that did not tell its length (frames 0) stops once past the page's limit

@@ -4,8 +4,6 @@ Launched plainly with several GPUs in --gpus, training starts one process per GP
 each with the environment torchrun would give it, so the same code path serves both launchers.
 """
 import os
-import sys
-import threading
 import time
 from datetime import timedelta
 
@@ -14,14 +12,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
-from utils.errors import UserError
+from utils.errors import STOP_AFTER_S, UserError, watch_for_stops
 
 # The ranks wait in init_process_group while rank 0 computes the dataset statistics of a first run (minutes
 # for Cityscapes trainval, see engine/train.py); the same timeout then bounds a collective that hangs.
 INIT_TIMEOUT = timedelta(minutes=60)
-STOP_AFTER_S = 3  # children still running this long after SIGTERM are killed
-AGREE_S = 1.0     # how long a rank stopping on an error waits to learn whether every rank stops on it
-_stopping = threading.Lock()  # held by the first thread of this process that stops it on an error
 
 
 def launched_by_torchrun():
@@ -147,116 +142,6 @@ def stop(processes, after_s=STOP_AFTER_S):
         if p.is_alive():
             p.kill()
             p.join()
-
-
-def report_error(message):
-    """Print a UserError of one process of a multi-process run (run_cli calls this), and make the others stop.
-
-    A message every rank stops on alike (a bad flag, a NaN loss found by an all-reduce) is printed once,
-    plainly. One that a rank meets alone (a broken image in its share of the data) is printed by it,
-    prefixed [rank N]; the other ranks, perhaps blocked in a collective waiting for it, then stop with one
-    line pointing to it (watch_for_stops). The ranks tell each other through the run's key-value store.
-    """
-    if not _stopping.acquire(blocking=False):
-        return  # this process is already stopping because another rank did
-    me, world = rank(), int(os.environ.get("WORLD_SIZE", 1))
-    line = f"[rank {me}] error: {message}"
-    store = _run_store()
-    try:
-        if store is not None:
-            key = "error:" + message
-            if store.add(key, 1) > 1:  # the first rank to stop on this message says it
-                line = None
-            else:
-                deadline = time.monotonic() + AGREE_S
-                while store.add(key, 0) < world and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                if store.add(key, 0) >= world:
-                    line = f"error: {message}"
-    except dist.DistError:  # the store went away with the process that hosted it
-        store = None
-    if line:
-        print(line, file=sys.stderr, flush=True)
-    try:
-        if store is not None:
-            if line and line.startswith("["):  # met alone: the others' watchers stop them, pointing here
-                store.compare_set("first", "", str(me))
-            # Exit once they have said why they stop: torchrun terminates the rest as soon as one has exited.
-            store.add("stopped", 1)
-            deadline = time.monotonic() + STOP_AFTER_S
-            while store.add("stopped", 0) < world and time.monotonic() < deadline:
-                time.sleep(0.05)
-    except dist.DistError:
-        pass
-
-
-def watch_for_stops():
-    """A thread that stops this process, with one line pointing to the culprit, when another rank has
-    stopped on an error it met alone (report_error). It works wherever the main thread waits, in a gloo
-    or NCCL collective included, which would otherwise end only by torchrun's SIGTERM or a timeout."""
-    store, me = _run_store(), rank()
-    if store is None:
-        return
-
-    def watch():
-        try:
-            while not store.check(["first"]):
-                time.sleep(0.2)
-            first = int(store.get("first"))
-        except dist.DistError:
-            return
-        if first != me:
-            exit_pointing_to(first, store)
-    threading.Thread(target=watch, name="watch_for_stops", daemon=True).start()
-
-
-def exit_if_another_rank_stopped():
-    """Called by run_cli on an unexpected exception of a multi-process run: when another rank stopped on
-    an error, this one is the broken collective it left behind; say so in one line and exit."""
-    store = _run_store()
-    try:
-        first = int(store.get("first")) if store is not None and store.check(["first"]) else None
-    except dist.DistError:
-        return
-    if first is not None and first != rank():
-        exit_pointing_to(first, store)
-
-
-def exit_pointing_to(first, store):
-    if _stopping.acquire(blocking=False):
-        print(f"[rank {rank()}] stopped: rank {first} stopped on the error it printed (the line "
-              f"'[rank {first}] error: ...').", file=sys.stderr, flush=True)
-        try:
-            store.add("stopped", 1)
-        except dist.DistError:
-            pass
-    # Let the rank that failed exit first, so that torchrun names it as the root cause and terminates this
-    # process (or the other thread of this process says it); exit at the latest when it should have.
-    time.sleep(2 * STOP_AFTER_S)
-    os._exit(2)  # from any thread, also while the main thread is blocked in C++ code
-
-
-def _run_store():
-    """A client of this run's key-value store (torchrun's agent, spawn() or rank 0 hosts it at
-    MASTER_ADDR:MASTER_PORT), with keys of this attempt (torchrun may restart a run); None if unreachable."""
-    try:
-        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                              timeout=timedelta(seconds=5), wait_for_workers=False)
-    except (KeyError, ValueError, dist.DistError):
-        return None
-    return dist.PrefixStore(f"cgnet/stop/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
-
-
-def log(*args):
-    """Rank 0 alone prints."""
-    if rank() == 0:
-        print(*args, flush=True)
-
-
-def rank():
-    if is_distributed():
-        return dist.get_rank()
-    return int(os.environ.get("RANK", 0))
 
 
 def local_rank():

@@ -1,6 +1,19 @@
-"""One way to end a script on a problem the user can fix: one sentence, exit status 2, no traceback."""
+"""One way to end a script on a problem the user can fix: one sentence, exit status 2, no traceback. In a run
+of several processes (torchrun, or utils.dist.spawn) the others stop with the one that met it: the ranks tell
+each other through the run's key-value store (report_error, watch_for_stops)."""
 import os
 import sys
+import threading
+import time
+from datetime import timedelta
+
+import torch.distributed as dist
+
+from utils.log import rank
+
+STOP_AFTER_S = 3  # children still running this long after SIGTERM are killed
+AGREE_S = 1.0     # how long a rank stopping on an error waits to learn whether every rank stops on it
+_stopping = threading.Lock()  # held by the first thread of this process that stops it on an error
 
 
 class UserError(Exception):
@@ -33,7 +46,6 @@ def run_cli(main, parser, argv=None, interrupted=INTERRUPTED):
         if debug:
             raise
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of torchrun's processes
-            from utils.dist import report_error  # utils.dist imports this module
             report_error(user_message(e))
         else:
             print(f"{'' if e.rank is None else f'[rank {e.rank}] '}error: {user_message(e)}", file=sys.stderr)
@@ -46,7 +58,6 @@ def run_cli(main, parser, argv=None, interrupted=INTERRUPTED):
         sys.exit(130)
     except Exception:
         if not debug and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            from utils.dist import exit_if_another_rank_stopped
             exit_if_another_rank_stopped()  # a collective broken by a rank that stopped on an error
         raise
 
@@ -63,3 +74,101 @@ def user_message(error):
 def _one_line_error(message):
     print(f"error: {message}; see --help.", file=sys.stderr)
     sys.exit(2)
+
+
+def report_error(message):
+    """Print a UserError of one process of a multi-process run (run_cli calls this), and make the others stop.
+
+    A message every rank stops on alike (a bad flag, a NaN loss found by an all-reduce) is printed once,
+    plainly. One that a rank meets alone (a broken image in its share of the data) is printed by it,
+    prefixed [rank N]; the other ranks, perhaps blocked in a collective waiting for it, then stop with one
+    line pointing to it (watch_for_stops). The ranks tell each other through the run's key-value store.
+    """
+    if not _stopping.acquire(blocking=False):
+        return  # this process is already stopping because another rank did
+    me, world = rank(), int(os.environ.get("WORLD_SIZE", 1))
+    line = f"[rank {me}] error: {message}"
+    store = _run_store()
+    try:
+        if store is not None:
+            key = "error:" + message
+            if store.add(key, 1) > 1:  # the first rank to stop on this message says it
+                line = None
+            else:
+                deadline = time.monotonic() + AGREE_S
+                while store.add(key, 0) < world and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if store.add(key, 0) >= world:
+                    line = f"error: {message}"
+    except dist.DistError:  # the store went away with the process that hosted it
+        store = None
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    try:
+        if store is not None:
+            if line and line.startswith("["):  # met alone: the others' watchers stop them, pointing here
+                store.compare_set("first", "", str(me))
+            # Exit once they have said why they stop: torchrun terminates the rest as soon as one has exited.
+            store.add("stopped", 1)
+            deadline = time.monotonic() + STOP_AFTER_S
+            while store.add("stopped", 0) < world and time.monotonic() < deadline:
+                time.sleep(0.05)
+    except dist.DistError:
+        pass
+
+
+def watch_for_stops():
+    """A thread that stops this process, with one line pointing to the culprit, when another rank has
+    stopped on an error it met alone (report_error). It works wherever the main thread waits, in a gloo
+    or NCCL collective included, which would otherwise end only by torchrun's SIGTERM or a timeout."""
+    store, me = _run_store(), rank()
+    if store is None:
+        return
+
+    def watch():
+        try:
+            while not store.check(["first"]):
+                time.sleep(0.2)
+            first = int(store.get("first"))
+        except dist.DistError:
+            return
+        if first != me:
+            exit_pointing_to(first, store)
+    threading.Thread(target=watch, name="watch_for_stops", daemon=True).start()
+
+
+def exit_if_another_rank_stopped():
+    """Called by run_cli on an unexpected exception of a multi-process run: when another rank stopped on
+    an error, this one is the broken collective it left behind; say so in one line and exit."""
+    store = _run_store()
+    try:
+        first = int(store.get("first")) if store is not None and store.check(["first"]) else None
+    except dist.DistError:
+        return
+    if first is not None and first != rank():
+        exit_pointing_to(first, store)
+
+
+def exit_pointing_to(first, store):
+    if _stopping.acquire(blocking=False):
+        print(f"[rank {rank()}] stopped: rank {first} stopped on the error it printed (the line "
+              f"'[rank {first}] error: ...').", file=sys.stderr, flush=True)
+        try:
+            store.add("stopped", 1)
+        except dist.DistError:
+            pass
+    # Let the rank that failed exit first, so that torchrun names it as the root cause and terminates this
+    # process (or the other thread of this process says it); exit at the latest when it should have.
+    time.sleep(2 * STOP_AFTER_S)
+    os._exit(2)  # from any thread, also while the main thread is blocked in C++ code
+
+
+def _run_store():
+    """A client of this run's key-value store (torchrun's agent, spawn() or rank 0 hosts it at
+    MASTER_ADDR:MASTER_PORT), with keys of this attempt (torchrun may restart a run); None if unreachable."""
+    try:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                              timeout=timedelta(seconds=5), wait_for_workers=False)
+    except (KeyError, ValueError, dist.DistError):
+        return None
+    return dist.PrefixStore(f"cgnet/stop/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)

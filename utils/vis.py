@@ -28,14 +28,16 @@ def _known(label, palette):
     return (label >= 0) & (label < len(palette))
 
 
-def overlay(image_rgb, label, palette, alpha=0.5):
-    """(H, W, 3) uint8 image with the class colours blended in; pixels of no class (ignore) keep the image."""
+def overlay(image_rgb, label, palette, alpha=0.5, background=None):
+    """(H, W, 3) uint8 image with the class colours blended in; pixels of no class (ignore) keep the image, and so
+    do those of the class `background` (an index, e.g. dataset.classes_file.background_class's), so that a
+    binary dataset's black background does not darken the whole photo."""
     _check(image_rgb, label)
     out = np.empty(image_rgb.shape, np.uint8)
     rows = max(1, 2 ** 20 // max(1, label.shape[1]))  # a band of ~1 Mpixel at a time: float copies of a
     for y in range(0, label.shape[0], rows):          # 48-megapixel photo would take gigabytes
         image, band = image_rgb[y:y + rows], label[y:y + rows]
-        known = _known(band, palette)
+        known = _known(band, palette) & (band != (-1 if background is None else background))
         colours = colorize(np.where(known, band, 0), palette).astype(np.float32)
         blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
         out[y:y + rows] = np.clip(np.where(known[..., None], np.rint(blended), image), 0, 255)

@@ -1,19 +1,15 @@
-"""What prepare_cityscapes.py and prepare_camvid.py share: split lists, their checks, a progress counter.
+"""The split lists of the datasets shipped with the project (tools/prepare_cityscapes.py, tools/prepare_camvid.py):
+the original lists when the data has every file they name, else lists of the files on disk; their checks.
 
 A list holds one sample per line, paths relative to the data folder: `image label`, as in the original release's lists.
-This module is not a command; run tools/prepare_cityscapes.py or tools/prepare_camvid.py.
 """
-import argparse
 import os
 import shlex
 import sys
 from pathlib import Path
 
-if __name__ == "__main__":  # run as a file (python tools/_prepare.py --help): the repository root is not on the path
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from utils.files import atomic_write  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from utils.errors import UserError
+from utils.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "trainval", "test")
@@ -92,10 +88,3 @@ def summary(chosen, command):
         print(f"{split:>8}: {len(rows)} samples ({source} list)")
     print(f"ready; train with:\n  {command}")
 
-
-if __name__ == "__main__":
-    argparse.ArgumentParser(description="Shared code of tools/prepare_cityscapes.py and tools/prepare_camvid.py, "
-                                        "not a command: run one of those (each takes --help).").parse_args()
-    print("error: tools/_prepare.py is not a command; run tools/prepare_cityscapes.py DATA_DIR or "
-          "tools/prepare_camvid.py DATA_DIR.", file=sys.stderr)
-    sys.exit(2)

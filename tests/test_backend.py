@@ -1,0 +1,73 @@
+"""engine.backend: the one place that reads a model file's suffix, and the one object every caller uses
+(quick tier: small untrained checkpoints, no export)."""
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from engine.backend import TorchBackend, file_kind, load
+from engine.checkpoint import self_contained
+from model import build_model
+from utils.checkpoint import save_checkpoint
+from utils.errors import UserError
+
+NETWORK = {"name": "CGNet", "classes": 11, "M": 1, "N": 1}
+MEAN = [72.39, 82.91, 73.16]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("backend") / "cgnet.pth")
+    torch.manual_seed(0)
+    save_checkpoint(self_contained(build_model(**NETWORK).state_dict(), NETWORK, "camvid", MEAN), path)
+    return path
+
+
+def test_the_suffix_decides_the_kind():
+    assert [file_kind(p) for p in ("a.pth", "b.PTH", "c.onnx", "d.XML", "e.tar", "f")] == \
+        ["checkpoint", "checkpoint", "onnx", "openvino", "checkpoint", "checkpoint"]
+
+
+def test_a_checkpoint_gives_labels_and_logits_of_bgr_images_and_what_it_records(ckpt):
+    backend = load(ckpt)
+    assert isinstance(backend, TorchBackend) and backend.input_kind == "float" and backend.device.type == "cpu"
+    assert backend.network == NETWORK and backend.classes == 11 and backend.dataset == "camvid"
+    assert np.allclose(backend.mean, MEAN) and len(backend.class_names) == len(backend.palette) == 11
+    image = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)  # BGR
+    batch = backend.prepare(image)
+    assert backend.size(batch) == (24, 40)
+    logits, labels = backend.logits(batch), backend.labels(batch)
+    assert logits.shape == (1, 11, 24, 40) and logits.dtype == torch.float32
+    assert torch.equal(labels, logits.argmax(1))
+    rgb = torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) - np.float32(MEAN))
+    assert torch.equal(batch, rgb.permute(2, 0, 1)[None])  # the eval scripts' preprocessing
+
+
+def test_plain_amp_and_compile_choose_the_mode(ckpt, monkeypatch):
+    import engine.backend as backend_module
+    monkeypatch.setattr(backend_module, "keep_cpu_memory", lambda: True)
+    args = {"cuda": False, "gpus": "", "plain": False, "compile": False, "amp": "none", "inform_data_file": None}
+    modes = {}
+    for change in ({}, {"plain": True}, {"amp": "bf16"}):
+        modes[str(change)] = load(ckpt, type("Args", (), dict(args, **change))).predictor.mode
+    assert list(modes.values()) == ["fold_bn+channels_last", "eager", "fold_bn+channels_last+bf16"]
+
+
+def test_an_exported_file_that_is_missing_is_one_sentence(tmp_path):
+    for name in ("gone.onnx", "gone.xml"):
+        with pytest.raises(UserError, match=f"--resume .*{name} does not exist"):
+            load(str(tmp_path / name))
+
+
+def test_training_imports_no_inference_export_or_web_module():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import engine.train; "
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True,
+                                check=True).stdout.split())
+    deployment = {"engine.backend", "engine.export", "engine.evaluate", "engine.segmenter", "model.inference",
+                  "onnx", "onnxruntime", "openvino", "nncf", "gradio"}
+    assert not loaded & deployment, loaded & deployment
