@@ -79,7 +79,7 @@ def test_a_refusal_on_held_out_images_names_the_figures_and_the_flag(camvid, tmp
     argv = export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration",
                        *[os.path.join(camvid["data"], "val", name) for name in images], "--min_agreement", "0.9999")
     message = fails(export_openvino, argv, capsys)
-    assert message.startswith("error: the int8 IR agrees with PyTorch on only ")
+    assert message.startswith("error: the int8 IR agrees with the fp32 IR on only ")
     assert ("% of the pixels of 2 images held out from --calibration (less than --min_agreement 0.9999), so "
             f"{tmp_path / 'out' / 'q.xml'} was not written") in message
     assert "check it on a labelled list with --val_data_list" in message and "lower --min_agreement" in message
@@ -101,7 +101,7 @@ def test_a_miou_drop_refusal_on_a_list_relative_to_data_dir(camvid, tmp_path, mo
     message = fails(export_openvino, export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration", str(grey),
                                                  "--data_dir", str(data), "--val_data_list", "mini_val.txt"), capsys)
     assert message.startswith("error: the int8 IR's mIoU on 4 images of --val_data_list mini_val.txt is ")
-    assert "% against PyTorch's " in message and "points lower: more than --max_miou_drop 1, so" in message
+    assert "% against the fp32 IR's " in message and "points lower: more than --max_miou_drop 1, so" in message
     assert "was not written" in message and "raise --max_miou_drop to accept it" in message
     assert not (tmp_path / "out").exists()
 
