@@ -7,6 +7,9 @@ import os
 import pickle
 from types import SimpleNamespace
 
+# NNCF binds its log handler to the sys.stdout of its first import: imported here, not inside a test whose
+# captured stdout is closed when it ends.
+import nncf  # noqa: F401
 import numpy as np
 import pytest
 from PIL import Image
