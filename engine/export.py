@@ -13,10 +13,11 @@ passes. A refused export leaves nothing; a killed one's staging folder is remove
 
 A new format is a row of FORMATS and, if it is written differently, a writer function in WRITERS.
 
-int8 is checked on the user's own data, never on a synthetic image (int8_check): on a labelled list (given, or
-the val list the checkpoint records when it is readable here) the mIoU drop against PyTorch decides; without
-one, the argmax agreement on images held out from the calibration images decides. The thresholds and RECIPES
-are measured on the real CamVid test split with the authors' weights (README, 'int8 on real data').
+int8 is checked on the user's own data, never on a synthetic image (int8_check), against the fp32 graph it was
+quantized from: on a labelled list (given, or the val list the checkpoint records when it is readable here) the
+mIoU drop decides; without one, the argmax agreement on images held out from the calibration images. The
+thresholds and RECIPES are measured on the real CamVid test split with the authors' weights (README, 'int8 on
+real data').
 """
 import contextlib
 import os
