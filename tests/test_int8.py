@@ -66,7 +66,8 @@ def test_the_default_int8_command_on_real_images_is_written_and_within_the_targe
     assert result["agreement"] >= export.FORMATS["openvino_int8"].min_agreement
     assert sorted(os.listdir(out.parent)) == ["cgnet_int8.bin", "cgnet_int8.xml"]
     metrics = camvid_test.main(camvid_test.get_args_parser().parse_args(
-        ["--data_dir", camvid["data"], "--test_data_list", os.path.join(ROOT, "dataset/list/CamVid/camvid_test_list.txt"),
+        ["--data_dir", camvid["data"], "--test_data_list", os.path.join(ROOT, "dataset", "list", "CamVid",
+                                                                        "camvid_test_list.txt"),
          "--resume", str(out), "--cuda", "false", "--save_seg_dir", ""]))
     assert metrics["images"] == 233
     drop = ORIGINAL_MIOU - metrics["mIoU"] * 100
