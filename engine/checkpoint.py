@@ -9,6 +9,7 @@ import torch
 from dataset.inform import get_inform, read_inform
 from dataset.palettes import default_palette
 from dataset.specs import CITYSCAPES, spec_for
+from engine.published import recognise
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.log import log
@@ -129,6 +130,10 @@ def read_weights(path, flag="--resume", ckpt=None):
             weights.network = ({"name": a["model"], "classes": a["classes"]} if isinstance(a.get("classes"), int)
                                else None)
         weights.dataset = a.get("dataset") if isinstance(a, dict) else None
+        known = recognise(path)  # a published file that records nothing (the authors' CamVid model): its facts
+        if known is not None:
+            weights.dataset, weights.mean = known.dataset, np.asarray(known.mean, np.float32)
+            weights.class_names, weights.palette = list(known.class_names), [list(c) for c in known.palette]
     return weights
 
 

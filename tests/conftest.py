@@ -122,3 +122,12 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def shared_path(*parts):
+    """A path under the real data beside the clone (../shared, as in CI) or under $CGNET_SHARED (a worktree kept
+    elsewhere); None when it is absent, for a test to skip with that reason."""
+    for base in (os.path.join(ROOT, "..", "shared"), os.environ.get("CGNET_SHARED", "")):
+        if base and os.path.exists(os.path.join(base, *parts)):
+            return os.path.join(base, *parts)
+    return None

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import fails
-from dataset import coco
+from dataset import coco, labelme
 from dataset.annotations import CocoWriter, labelme_document, regions
 from tools import prepare_dataset
 from dataset.synthetic import SHAPE_CLASSES, shapes
@@ -168,6 +168,42 @@ def test_regions_rebuild_nested_holes_exactly():
         cv2.polylines(drawn, [r.points.astype(np.int32)], True, r.cls)
     assert (drawn == label).all()
 
+
+
+def near_a_boundary(label):
+    """(H, W) bool: within 2 px of a class boundary, where simplifying an outline may move pixels."""
+    kernel = np.ones((5, 5), np.uint8)
+    return cv2.dilate(label, kernel) != cv2.erode(label, kernel)
+
+
+def written_and_read_back(label):
+    """{format: the mask that label, written as LabelMe and as COCO, reads back as through the readers}."""
+    index = {n: i for i, n in enumerate(SHAPE_CLASSES)}
+    doc = labelme_document("x.png", "x.json", label, SHAPE_CLASSES)
+    writer = CocoWriter(SHAPE_CLASSES)
+    writer.add("x.png", label)
+    cdoc = writer.document()
+    return {"labelme": labelme.rasterize("x.json", doc, label.shape, index, 0),
+            "coco": coco.rasterize("x.json", cdoc, cdoc["annotations"], label.shape, index, 0)}
+
+
+def test_background_and_regions_that_other_outlines_close_come_back():
+    """A background bay that no one region encloses, but class 4 around it and a narrow channel of class 3 to
+    the image's border do (class 4's outline, reaching 2 px into class 3 from either side, closes the channel);
+    a region of class 2 in a second bay that a sliver of class 1 closes; and staircase edges on the border."""
+    label = np.full((40, 56), 4, np.uint8)
+    label[10:26, 14:40] = 0      # the bay
+    label[16:19, 40:] = 3        # its channel to the border, 3 px wide
+    label[30:38, 4:14] = 2       # a region of class 2 in a bay of class 4 ...
+    label[32:36, :4] = 1         # ... which class 1 closes toward the left border
+    label[:3, 44:] = 2           # on the top border, a staircase (class 2 left to 4) and a background corner
+    label[:2, 50:] = 0
+    for x in range(44, 50):
+        label[3 + (x - 44) // 2, x:] = 2
+    for fmt, back in written_and_read_back(label).items():
+        differ = back != label
+        assert not (differ & ~near_a_boundary(label)).any(), (fmt, np.argwhere(differ & ~near_a_boundary(label)))
+        assert differ.mean() <= 0.05, (fmt, differ.mean())
 
 # ------------------------------------------------------------------------------------------ COCO
 
@@ -362,8 +398,14 @@ def test_prepare_train_test_segment_and_back(tmp_path, monkeypatch, fmt, notes):
     assert sorted(prepared) == sorted(predicted)
     ids = {again["class_names"].index(n) if n in again["class_names"] else 0: i
            for i, n in enumerate(desc["class_names"])}  # the same classes, whatever their order there
-    # A network trained one epoch predicts staircase edges everywhere, the worst case of simplification; the
-    # shapes of test_predictions_round_trip_through_labelme keep 99 % of every image.
+    # A network trained one epoch predicts staircase edges everywhere, the worst case of simplification. What
+    # simplification may change is the pixels near a region's edge: every pixel that differs lies within 2 px of
+    # a class boundary of the prediction, and the rest of each image comes back exactly.
     to_ids = np.vectorize(lambda v: ids.get(v, 255))
-    same = [(to_ids(mask) == predicted[stem]).mean() for stem, mask in prepared.items()]
-    assert min(same) >= 0.98 and np.mean(same) >= 0.99, same
+    kernel = np.ones((5, 5), np.uint8)
+    for stem, mask in prepared.items():
+        pred = predicted[stem]
+        near_edge = cv2.dilate(pred, kernel) != cv2.erode(pred, kernel)
+        differ = to_ids(mask) != pred
+        assert not (differ & ~near_edge).any(), stem
+        assert differ.mean() <= 0.05, (stem, differ.mean())

@@ -1,11 +1,15 @@
-"""Frames/second of tools/segment.py on a synthetic 640x360 street video: default, --amp bf16, eager, and the
-exported files (ONNX, OpenVINO fp32 and int8) given as --resume.
+"""Frames/second of tools/segment.py on a video: default, --amp bf16, eager, and the exported files (ONNX,
+OpenVINO fp32 and int8) given as --resume. The video is a synthetic 640x360 street scene panning sideways, or,
+with --frames_from DIR, the images of a folder in name order: the real CamVid test split is two drives filmed
+frame after frame (0001TP_008550, 0001TP_008580, ...: every 30th frame of a 30 fps camera), 360x480.
 
 Each configuration runs tools/segment.py as its own process (the allocator setting of the fast path
 is process-wide), in rounds that interleave the configurations; the table gives the median fps of the
 frame loop (decode, network, overlay, mp4 encoding) that segment.py prints.
 
     python tools/bench_segment.py [--frames 60] [--rounds 2] [--configs plain,default,bf16,openvino_int8]
+    python tools/bench_segment.py --frames_from ../shared/camvid/test --frames 60 \
+        --resume checkpoint/camvid/CGNet_M3N21bs8gpu1_ontrainval/model_camvid_train_on_trainvalset.pth
 """
 import argparse
 import os
@@ -28,6 +32,8 @@ from engine.checkpoint import self_contained  # noqa: E402
 from model import build_model  # noqa: E402
 from dataset.synthetic import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.files import IMAGE_EXTENSIONS  # noqa: E402
 
 # configuration: (the file given as --resume, extra flags)
 CONFIGS = {"plain": ("pth", ["--plain", "true"]), "default": ("pth", []), "bf16": ("pth", ["--amp", "bf16"]),
@@ -45,6 +51,30 @@ def make_video(path, frames, w=640, h=360):
         x = i * w // max(frames, 1)
         video.write(np.ascontiguousarray(scene[:, x:x + w]))
     video.release()
+
+
+def video_from_frames(path, folder, frames):
+    """The first `frames` images of `folder` in name order, as an mp4 at their own size (they must share it)."""
+    if not os.path.isdir(folder):
+        raise UserError(f"--frames_from {folder} is not a folder; give a folder of consecutive frames.")
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))[:frames]
+    if not names:
+        raise UserError(f"--frames_from {folder} holds no images; give a folder of consecutive frames.")
+    video, size = None, None
+    for name in names:
+        frame = cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise UserError(f"--frames_from {folder}: {name} cannot be read as an image; remove it or give another "
+                            f"folder.")
+        if video is None:
+            size = frame.shape[:2]
+            video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (size[1], size[0]))
+        elif frame.shape[:2] != size:
+            raise UserError(f"--frames_from {folder}: {name} is {frame.shape[1]}x{frame.shape[0]} but {names[0]} "
+                            f"{size[1]}x{size[0]}; give a folder of the frames of one video.")
+        video.write(frame)
+    video.release()
+    return f"{len(names)} frames of {folder} ({size[1]}x{size[0]})"
 
 
 def export(kind, ckpt, video, tmp):
@@ -76,11 +106,16 @@ def main(a):
     rows = {name: [] for name in a.configs.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, "drive.mp4")
-        make_video(video, a.frames)
-        ckpt = os.path.join(tmp, "cgnet.pth")  # speed does not depend on what the weights are
-        torch.save(self_contained(build_model("CGNet", 19).state_dict(),
-                                  {"name": "CGNet", "classes": 19, "M": 3, "N": 21}, "cityscapes",
-                                  CITYSCAPES.release_mean), ckpt)
+        if a.frames_from:
+            what = video_from_frames(video, a.frames_from, a.frames)
+        else:
+            make_video(video, a.frames)
+            what = f"a synthetic 640x360 video of {a.frames} frames"
+        ckpt = a.resume or os.path.join(tmp, "cgnet.pth")  # speed does not depend on what the weights are
+        if not a.resume:
+            torch.save(self_contained(build_model("CGNet", 19).state_dict(),
+                                      {"name": "CGNet", "classes": 19, "M": 3, "N": 21}, "cityscapes",
+                                      CITYSCAPES.release_mean), ckpt)
         files = {kind: export(kind, ckpt, video, tmp) for kind in {CONFIGS[name][0] for name in rows}}
         for _ in range(a.rounds):
             for name in rows:
@@ -93,8 +128,8 @@ def main(a):
                     sys.exit(f"segment.py {name} failed:\n{out.stdout}{out.stderr}")
                 rows[name].append(float(found.group(1)))
     base = statistics.median(rows["plain"]) if "plain" in rows else None
-    print(f"tools/segment.py on a 640x360 video of {a.frames} frames, {a.rounds} rounds, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(f"tools/segment.py on {what}, {a.rounds} rounds, {'--resume ' + a.resume if a.resume else 'random weights'}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'configuration':<20}{'fps':>8}{'vs plain':>10}")
     for name, fps in rows.items():
         med = statistics.median(fps)
@@ -103,8 +138,13 @@ def main(a):
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="Time tools/segment.py on a synthetic 640x360 video.")
-    p.add_argument("--frames", type=positive_int, default=60, help="frames of the synthetic 640x360 video")
+    p = argparse.ArgumentParser(description="Time tools/segment.py on a video: synthetic, or made of real frames.")
+    p.add_argument("--frames", type=positive_int, default=60, help="frames of the video")
+    p.add_argument("--frames_from", default=None, metavar="DIR",
+                   help="make the video of the first --frames images of DIR in name order (consecutive frames, e.g. "
+                        "../shared/camvid/test) instead of a synthetic street scene")
+    p.add_argument("--resume", default=None,
+                   help="checkpoint to time (e.g. the authors' CamVid model); default: CGNet M3N21 with random weights")
     p.add_argument("--rounds", type=positive_int, default=2,
                    help="runs of every configuration, interleaved; the median of each is reported")
     p.add_argument("--configs", default="plain,default,bf16", help=f"comma-separated, from {', '.join(CONFIGS)}")
@@ -113,4 +153,4 @@ def get_args_parser():
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run_cli(main, get_args_parser())
