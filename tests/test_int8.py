@@ -2,9 +2,7 @@
 real CamVid images writes a file that stays within the target on the real test split; a refusal (exit 2, nothing
 written) names the measured figures and the flag that changes the decision; the lists are found relative to
 --data_dir and read before quantizing. The real-data tests skip, with the reason, where ../shared/camvid is absent."""
-import json
 import os
-import pickle
 from types import SimpleNamespace
 
 # NNCF binds its log handler to the sys.stdout of its first import: imported here, not inside a test whose
@@ -15,22 +13,13 @@ import pytest
 from PIL import Image
 
 import camvid_test
-from conftest import ROOT, fails
+from conftest import ROOT, fails, shared_path
 from engine import export
 from tools import export_openvino
 from utils.errors import run_cli
 
 
-def shared(*parts):
-    """A path under the real data beside the clone (../shared, as in CI) or under $CGNET_SHARED; None if absent."""
-    for base in (os.path.join(ROOT, "..", "shared"), os.environ.get("CGNET_SHARED", "")):
-        path = os.path.join(base, *parts)
-        if base and os.path.exists(path):
-            return path
-    return None
-
-
-CAMVID = shared("camvid", "weights", "model_800.pth") and os.path.dirname(shared("camvid", "testannot"))
+CAMVID = shared_path("camvid", "weights", "model_800.pth") and os.path.dirname(shared_path("camvid", "testannot"))
 real = pytest.mark.skipif(CAMVID is None, reason="the real CamVid and the authors' weights are absent "
                                                  "(../shared/camvid beside the clone, or set CGNET_SHARED)")
 ORIGINAL_MIOU = 65.536  # the authors' weights on the real test split, in fp32 (../shared/camvid/README.md)
@@ -39,20 +28,16 @@ TARGET = 0.5            # mIoU points int8 may lose there (issue 24's acceptance
 
 @pytest.fixture(scope="module")
 def camvid(tmp_path_factory):
-    """The real CamVid val and test splits in a folder of their own, and a statistics file holding the authors'
-    training mean (their file records none; trainval_stats.json is that fact)."""
+    """The real CamVid val and test splits in a folder of their own, and the authors' weights (which the project
+    recognises by their hash: mean, classes, names and palette need no statistics file)."""
     root = tmp_path_factory.mktemp("camvid_real")
     for folder in ("val", "valannot", "test", "testannot"):
         os.symlink(os.path.join(CAMVID, folder), root / folder)
-    stats = json.load(open(os.path.join(CAMVID, "trainval_stats.json")))
-    with open(root / "inform.pkl", "wb") as f:
-        pickle.dump({k: np.asarray(stats[k], np.float32) for k in ("mean", "std", "classWeights")}, f)
-    return {"data": str(root), "weights": os.path.join(CAMVID, "weights", "model_800.pth"),
-            "inform": str(root / "inform.pkl")}
+    return {"data": str(root), "weights": os.path.join(CAMVID, "weights", "model_800.pth")}
 
 
 def export_argv(camvid, out, *extra):
-    return ["--resume", camvid["weights"], "--inform_data_file", camvid["inform"], "--out", str(out), "--int8", *extra]
+    return ["--resume", camvid["weights"], "--out", str(out), "--int8", *extra]
 
 
 @real
