@@ -42,6 +42,7 @@ from utils.device import keep_cpu_memory
 from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
 from utils.files import check_writable_file, save_json
+from utils.report import add_section
 from utils.timing import MemoryPeak, machine_info, measure, spread, time_rounds
 from dataset.synthetic import street_scene
 
@@ -125,6 +126,9 @@ def get_args_parser():
                              "of a smooth random one; with trained weights the argmax agreement means something")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and synthetic input")
     parser.add_argument("--json", default="", help="write every figure to this JSON file")
+    parser.add_argument("--report", default="", metavar="FILE",
+                        help="add these figures, the machine, its CPU flags, the versions and this command to a report "
+                             "(FILE.json and FILE.md; tools/bench_segment.py --report adds end-to-end figures)")
     return parser
 
 
@@ -311,6 +315,8 @@ def main(args):
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.json:
         check_writable_file(args.json, "--json")  # before minutes of measuring, not after
+    if args.report:
+        check_writable_file(args.report, "--report")
     if args.threads:
         torch.set_num_threads(args.threads)
     kept = keep_cpu_memory() if args.keep_cpu_memory else False
@@ -345,7 +351,17 @@ def main(args):
     if args.json:
         write_json(args.json, {"summary": summary, "machine": info, "note": notes(device),
                                "modes": list(results.values())})
+    if args.report:
+        add_section(args.report, f"network alone: {args.checkpoint or 'random weights'} at {h}x{w}",
+                    report_rows(results, h, w, modes[0]), note=f"median of {runs} interleaved rounds; {NOTE}")
     return results
+
+
+def report_rows(results, h, w, baseline):
+    return [{"configuration": mode, "resolution": f"{h}x{w}", "median ms": row["median_ms"], "fps": row["fps"],
+             f"x {baseline}": row["speedup_vs_eager"],
+             "argmax agreement": f"{row['argmax_agreement'] * 100:.3f} %"}
+            for mode, row in results.items() if "error" not in row]
 
 
 def describe(args, source, warmup, runs, device):

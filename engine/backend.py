@@ -25,6 +25,7 @@ import torch
 
 from dataset.datasets import normalize, to_tensor
 from engine.checkpoint import Weights, build_for_inference, class_table, input_mean
+from engine.runtime import ShapedModel, native_bf16, openvino_core
 from model.inference import Predictor
 from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
 from utils.log import log
@@ -110,7 +111,7 @@ class TorchBackend(Backend):
 class GraphBackend(Backend):
     """An exported graph (preprocessing and argmax inside) run on the CPU by its runtime. `compile()` returns
     run(image uint8 (B, H, W, 3) numpy, output name) -> that output of the graph as numpy: the one place the file
-    is compiled (once, for dynamic shapes; a cache per input shape would key its calls here)."""
+    is compiled (OpenVINO: per input shape, engine.runtime)."""
     input_kind = "uint8"
 
     def __init__(self, path, weights, compile, amps=()):
@@ -254,15 +255,6 @@ def onnxruntime_session(path, flag="--resume"):
                         f"{type(e).__name__}); export it again with tools/export_onnx.py.") from None
 
 
-def openvino_core():
-    try:
-        import openvino
-    except ImportError:
-        raise UserError("openvino is not installed; pip install -r requirements-dev.txt (it pins openvino and "
-                        "nncf; running an .xml needs openvino only).") from None
-    return openvino.Core()
-
-
 def read_openvino(path, flag="--resume"):
     """The openvino.Model of an IR file pair; a missing .bin or an unreadable .xml is a UserError."""
     weights_file = os.path.splitext(path)[0] + ".bin"
@@ -277,20 +269,19 @@ def read_openvino(path, flag="--resume"):
 
 
 def compile_openvino(model, amp, path):
-    """run(image, output name) of the model compiled for the CPU, with torch's thread count (as ONNX Runtime's
-    sessions). The precision is pinned: OpenVINO's CPU plugin otherwise computes in bf16 on CPUs that have it,
-    silently; bf16 is asked for with --amp bf16, as autocast is for a .pth."""
-    hint = {"none": "f32", "bf16": "bf16"}[amp]
-    compiled = openvino_core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
-                                                            "PERFORMANCE_HINT": "LATENCY",
-                                                            "INFERENCE_NUM_THREADS": torch.get_num_threads()})
-    got = compiled.get_property("INFERENCE_PRECISION_HINT")
+    """run(image, output name) of the model on the CPU, with torch's thread count (as ONNX Runtime's sessions),
+    compiled for each input shape it meets again (engine.runtime.ShapedModel)."""
+    run = ShapedModel(model, amp, torch.get_num_threads())
+    got = run.precision
     if amp == "bf16" and got != type(got).bf16:  # an openvino.Type
         log(f"notice: this CPU has no native bf16, so OpenVINO runs {path} in {got} (--amp bf16 has no effect here).")
-    request = compiled.create_infer_request()
-    outputs = {name: compiled.output(name) for name in ("labels", "logits")}
-    # The request reuses its output buffers: a copy, since a caller may keep an output past the next call.
-    return lambda image, out: request.infer({0: image})[outputs[out]].copy()
+        return run
+    # The choice, in one line: bf16 changes some labels, so it is never taken silently, only pointed to.
+    hint = "; this CPU computes bf16 natively: --amp bf16 is faster (README: Which configuration on which CPU)" \
+        if amp == "none" and native_bf16() else ""
+    log(f"OpenVINO runs {os.path.basename(path)} in {got.get_type_name()} on {run.threads} threads, compiled for "
+        f"each input size it meets again{hint}.")
+    return run
 
 
 def metadata(network, dataset, mean, class_names, palette, precision):

@@ -13,6 +13,7 @@ size; with tile=True it sees every pixel at full resolution, in overlapping tile
 probe(path) says what an input is (an image, or a video with its frame count and rate), the one rule both
 front ends follow; videos are segmented by engine.video.
 """
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +25,7 @@ from dataset.classes_file import background_class
 from dataset.datasets import image_header
 from engine.backend import load
 from engine.cli import MAX_SIDE
+from engine.profile import timed
 from engine.video import is_url, open_capture, video_metadata
 from utils.files import save_png
 from utils.vis import overlay
@@ -38,6 +40,7 @@ class Segmenter:
     backend: object           # engine.backend.Backend: logits/labels of a batch, the file's metadata
     max_side: int = MAX_SIDE  # 0: no cap (memory grows with the image)
     tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
+    profile: object = None    # an engine.profile.Profile: where a video frame's time goes (segment.py --profile)
 
     def __getattr__(self, name):  # what the file says about itself: mean, network, dataset, class_names, ...
         if name in ("mean", "network", "dataset", "class_names", "palette", "classes", "device", "path"):
@@ -73,6 +76,25 @@ class Segmenter:
         if size is None or tuple(size) == self.backend.size(x):
             return self.backend.labels(x)[0].to(torch.uint8).cpu().numpy()
         return upsampled_argmax(self.backend.logits(x)[0].float().cpu().numpy(), size)
+
+    def stream(self, decoded):
+        """(frame, (H, W) uint8 class ids) of each (frame, network input) of `decoded`, in order. An OpenVINO file
+        keeps two frames in flight (engine.runtime.ShapedModel.stream), so that decoding, blending and encoding
+        overlap the network; other files, and frames shrunk for the network, go one at a time."""
+        run = getattr(self.backend, "run", None)
+        decoded = iter(decoded)
+        first = next(decoded, None)
+        if first is None:
+            return
+        decoded = itertools.chain([first], decoded)
+        if not hasattr(run, "stream") or self.backend.size(first[1]) != first[0].shape[:2]:
+            for frame, x in decoded:
+                with timed(self.profile, "network"):
+                    pred = self.labels(x, frame.shape[:2])
+                yield frame, pred
+            return
+        for frame, labels in run.stream(((f, x.numpy()) for f, x in decoded), "labels", self.profile):
+            yield frame, labels[0].astype(np.uint8)
 
     def __call__(self, image_bgr):
         if self.tiled(image_bgr):

@@ -17,6 +17,7 @@ import time
 import cv2
 import numpy as np
 
+from engine.profile import timed
 from utils.errors import UserError
 from utils.files import BackgroundWriter
 from utils.log import log
@@ -75,10 +76,13 @@ def ahead(iterator, depth=4):
 
 def decode_video(capture, seg):
     while True:
-        ok, frame = capture.read()
+        with timed(seg.profile, "decode"):
+            ok, frame = capture.read()
         if not ok:
             return
-        yield frame, seg.input(frame)
+        with timed(seg.profile, "preprocess"):
+            x = seg.input(frame)
+        yield frame, x
 
 
 class Latest:
@@ -220,7 +224,8 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
         if window is not None:
             window.close()
         if video is not None:
-            video.release()
+            with timed(seg.profile, "write"):  # the rest of the buffered file and the mp4's index
+                video.release()
         capture.release()  # after the reading thread has stopped: segment_* join it before they return
     if run["frames"] == 0:
         kind = "camera" if isinstance(source, int) else "stream" if is_url(source) else "video"
@@ -255,29 +260,37 @@ class Ends:
 
 
 def blend(seg, frame, pred):
-    """The BGR overlay of one frame."""
-    return np.ascontiguousarray(overlay(frame[:, :, ::-1], pred, seg.palette, background=seg.background)[:, :, ::-1])
+    """The BGR overlay of one frame: the palette's colours reversed, so no copy of the frame is flipped."""
+    with timed(seg.profile, "colour and blend"):
+        return overlay(frame, pred, [rgb[::-1] for rgb in seg.palette], background=seg.background)
 
 
-def write_overlay(video, seg, frame, pred, image=None):
-    """Write (and return) the overlay of one frame; `image`: that overlay when it was already blended."""
-    image = blend(seg, frame, pred) if image is None else image
-    video.write(image)
+def write_frame(video, seg, image):
+    with timed(seg.profile, "encode"):  # cv2.VideoWriter encodes and hands the bytes to FFmpeg's buffered file
+        video.write(image)
+    if seg.profile is not None:
+        seg.profile.frame()
+
+
+def write_overlay(video, seg, frame, pred):
+    """Write (and return) the overlay of one frame."""
+    image = blend(seg, frame, pred)
+    write_frame(video, seg, image)
     return image
 
 
 def segment_frames(seg, capture, video, ends, source):
-    """Every frame of a file, in order; decoding runs ahead in a thread, writing in another."""
+    """Every frame of a file, in order: decoding runs ahead in a thread, the network keeps frames in flight where
+    its runtime can (Segmenter.stream), this thread blends, another encodes. On two cores: two network threads
+    (one per request in flight), decoding, blending and encoding in three more that mostly wait on each other."""
     writer = BackgroundWriter(1)  # one thread: frames stay in order
     progress = bar(ends.total, os.path.basename(str(source)), "frames")
     start, frames, stopped = time.perf_counter(), 0, None
     try:
-        with ahead(decode_video(capture, seg)) as decoded:
-            for frame, x in decoded:
-                pred = seg.labels(x, frame.shape[:2])
-                # Blended here only when a window shows it too (once for both), else in the writer's thread.
-                image = blend(seg, frame, pred) if ends.window is not None and ends.window.open else None
-                writer.submit(write_overlay, video, seg, frame, pred, image)
+        with ahead(decode_video(capture, seg)) as decoded, contextlib.closing(seg.stream(decoded)) as results:
+            for frame, pred in results:
+                image = blend(seg, frame, pred)  # here, while the network works on the next frames
+                writer.submit(write_frame, video, seg, image)
                 frames += 1
                 progress.update()
                 stopped = ends.after(frames, lambda: image)
@@ -300,7 +313,8 @@ def segment_live(seg, capture, video, ends, source):
             frame, index = grabber.next(last)
             if frame is None:
                 break
-            pred = seg(frame)
+            with timed(seg.profile, "network"):
+                pred = seg(frame)
             if image is not None:  # frames dropped while the network was busy: the last overlay keeps the timing
                 for _ in range(index - last - 1):
                     video.write(image)

@@ -34,6 +34,7 @@ from dataset.synthetic import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import IMAGE_EXTENSIONS  # noqa: E402
+from utils.report import add_section  # noqa: E402
 
 # configuration: (the file given as --resume, extra flags)
 CONFIGS = {"plain": ("pth", ["--plain", "true"]), "default": ("pth", []), "bf16": ("pth", ["--amp", "bf16"]),
@@ -134,6 +135,11 @@ def main(a):
     for name, fps in rows.items():
         med = statistics.median(fps)
         print(f"{name:<20}{med:>8.2f}{(f'{med / base:.2f}x' if base else ''):>10}")
+    if a.report:
+        add_section(a.report, "end to end: tools/segment.py", [
+            {"configuration": name, "fps (median)": statistics.median(fps), "fps (best)": max(fps),
+             "x plain (median)": statistics.median(fps) / base if base else None} for name, fps in rows.items()],
+            note=f"{what}, {a.rounds} interleaved rounds, {'--resume ' + a.resume if a.resume else 'random weights'}")
     return rows
 
 
@@ -149,6 +155,8 @@ def get_args_parser():
                    help="runs of every configuration, interleaved; the median of each is reported")
     p.add_argument("--configs", default="plain,default,bf16", help=f"comma-separated, from {', '.join(CONFIGS)}")
     p.add_argument("--cuda", default="true", help="passed to tools/segment.py: use a GPU if one is visible")
+    p.add_argument("--report", default="", metavar="FILE",
+                   help="add the figures to this report (FILE.json, FILE.md), beside benchmark.py --report's")
     return p
 
 

@@ -3,6 +3,7 @@ no dataset.
 
     python tools/segment.py --resume model_350.pth street.jpg photos/ "shots/*.png" drive.mp4 --out result/mine
     python tools/segment.py --resume model_350.pth --camera 0 --max_frames 300 --show --out result/live
+    python tools/segment.py --resume cgnet_int8.xml drive.mp4 --out result/drive --profile   # where time goes
 
 Per image: OUT/{stem}.png (class ids: the dataset's train ids), OUT/{stem}_color.png and
 OUT/{stem}_overlay.png; a folder keeps its subfolders under OUT (photos/sub/y.jpg -> OUT/sub/y.png), and its
@@ -32,6 +33,7 @@ from PIL import Image  # noqa: E402
 
 from dataset.annotations import FORMATS as ANNOTATION_FORMATS, Annotations  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
+from engine.profile import Profile  # noqa: E402
 from engine.segmenter import OUTPUTS, load_segmenter, probe  # noqa: E402
 from engine.video import ahead, is_url, segment_video  # noqa: E402
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
@@ -197,6 +199,8 @@ def main(args):
     items, skipped = expand(args.inputs, args.camera, args.timeout)
     if not items:
         raise UserError(f"no readable image or video in {' '.join(args.inputs)}; give images, videos or a stream.")
+    if args.profile and not any(i.is_video for i in items):
+        log("notice: --profile times the frames of videos; these inputs are images only, so it prints nothing.")
     check_writable_dir(args.out, "--out")
     seg = load_segmenter(args)
     images = [i for i in items if not i.is_video]
@@ -214,9 +218,13 @@ def main(args):
             log(f"{len(images)} image(s) in {summary['seconds']:.1f} s ({len(images) / summary['seconds']:.2f} "
                 f"images/s)")
         for item in videos:
+            seg.profile = Profile() if args.profile else None
             summary["videos"].append(segment_video(seg, item.path, os.path.join(out, item.stem + VIDEO_OUTPUT),
                                                    label=item.stem + VIDEO_OUTPUT, max_frames=args.max_frames,
                                                    show=args.show, timeout=args.timeout))
+            if seg.profile is not None:
+                log(seg.profile.table())
+                summary["videos"][-1]["profile"] = dict(seg.profile.rows()[0])
     for video in summary["videos"]:
         video["path"] = os.path.join(args.out, os.path.relpath(video["path"], out))
     log(f"segmented {len(images)} image(s) and {len(videos)} video(s) into {args.out}"
@@ -242,6 +250,9 @@ def get_args_parser():
                         "a display")
     p.add_argument("--timeout", type=positive_float, default=10.0,
                    help="seconds a stream URL may take to open or to send a frame")
+    p.add_argument("--profile", type=str2bool, nargs="?", const=True, default=False,
+                   help="after each video, print where a frame's time went: decode, preprocess, network, colour and "
+                        "blend, encode, write (ms per frame)")
     p.add_argument("--save_annotations", choices=ANNOTATION_FORMATS, default=None,
                    help="also write the images' predictions as polygons a labelling tool opens: labelme (OUT/{stem}"
                         ".json) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct them there "

@@ -1,0 +1,31 @@
+"""benchmark.py --report and tools/bench_segment.py --report: one report of the machine and the figures."""
+import json
+import shlex
+import sys
+
+import benchmark
+from utils import report
+
+
+def test_the_report_carries_the_machine_versions_command_and_every_section(tmp_path, monkeypatch):
+    path = tmp_path / "out" / "speed.json"
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--report", str(path), "--input_size", "33,47"])
+    args = ["--device", "cpu", "--input_size", "33,47", "--M", "1", "--N", "1", "--classes", "4", "--mode", "exact",
+            "--warmup", "0", "--runs", "2", "--report", str(path)]
+    benchmark.main(benchmark.get_args_parser().parse_args(args))
+    report.add_section(str(path), "end to end: tools/segment.py",
+                       [{"configuration": "plain", "fps (median)": 9.5, "x plain (median)": 1.0}], "python x.py")
+    saved = json.loads(path.read_text())
+    machine = saved["machine"]
+    assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["torch_threads"] >= 1
+    assert set(machine["cpu_flags"]) <= set(report.FLAGS)
+    assert machine["versions"]["torch"] and "openvino" in machine["versions"]
+    network = saved["sections"]["network alone: random weights at 33x47"]
+    assert shlex.split(network["command"])[1:] == ["benchmark.py", "--report", str(path), "--input_size", "33,47"]
+    assert [r["configuration"] for r in network["rows"]] == ["eager", "exact"]
+    assert all(r["resolution"] == "33x47" and r["median ms"] > 0 and r["fps"] > 0 for r in network["rows"])
+    assert list(saved["sections"]) == ["network alone: random weights at 33x47", "end to end: tools/segment.py"]
+    table = (tmp_path / "out" / "speed.md").read_text()
+    assert machine["cpu"] in table and "| configuration | resolution | median ms | fps |" in table
+    assert "| plain | 9.50 | 1.00 |" in table and "`python x.py`" in table
+    assert sorted(p.name for p in path.parent.iterdir()) == ["speed.json", "speed.md"]  # no temporary file left

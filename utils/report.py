@@ -1,0 +1,100 @@
+"""A timing report anyone can reproduce: the machine (CPU model, the instruction sets that decide the fast paths,
+threads, load), the library versions, the exact command, and the figures, as JSON and as a markdown table.
+
+    add_section("speed.json", "network alone", rows, command)   # benchmark.py --report speed.json
+    add_section("speed.json", "end to end", rows, command)      # tools/bench_segment.py --report speed.json
+
+Each script adds its section to the file (creating it), so one report holds the network alone beside the end to
+end figures of the same machine; speed.md beside it is rewritten from the JSON every time.
+"""
+import json
+import os
+import platform
+import shlex
+import sys
+from importlib import metadata
+
+from utils.files import atomic_write, save_json
+
+# The CPU flags that choose a kernel in torch / OpenVINO: AVX2, AVX-512, VNNI (int8 dot products), native bf16.
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+PACKAGES = ("torch", "openvino", "onnxruntime", "numpy", "opencv-python")
+
+
+def cpu():
+    """(model name, [the FLAGS this CPU has])."""
+    name, flags = platform.processor() or platform.machine(), set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name in ("", platform.machine()):
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    return name, [f for f in FLAGS if f in flags]
+
+
+def versions():
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def machine():
+    import torch
+    name, flags = cpu()
+    info = {"cpu": name, "cpu_flags": flags, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "versions": versions()}
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = round(os.getloadavg()[0], 2)  # other work on the machine slows every figure
+    return info
+
+
+def command():
+    """The command line that ran, as a shell would take it back."""
+    return " ".join(shlex.quote(a) for a in ["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+
+
+def add_section(path, name, rows, cmd=None, note=""):
+    """Add (or replace) the section `name` of the report at `path`: rows are dicts, 'configuration' first, then
+    the figures (the table's columns, in order). Writes path (JSON) and, beside it, its .md."""
+    report = {"sections": {}}
+    if os.path.isfile(path):
+        with open(path) as f:
+            report = json.load(f)
+    report["machine"] = machine()
+    report["sections"][name] = {"command": cmd or command(), "note": note, "rows": rows}
+    save_json(path, report)
+    text = markdown(report)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(os.path.splitext(path)[0] + ".md", write)
+    return report
+
+
+def markdown(report):
+    m = report["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, flags {', '.join(m['cpu_flags']) or 'none of ' + str(FLAGS)}"
+             f"; torch threads {m['torch_threads']}; load average {m.get('load_average', '?')}.",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
+    for name, section in report["sections"].items():
+        rows = section["rows"]
+        keys = [k for k in rows[0] if k not in ("configuration",)] if rows else []
+        lines += [f"**{name}** — `{section['command']}`" + (f" — {section['note']}" if section["note"] else ""), "",
+                  "| configuration | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        lines += ["| " + " | ".join([str(r["configuration"])] + [cell(r.get(k)) for k in keys]) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cell(value):
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "" if value is None else str(value)
