@@ -10,6 +10,7 @@ import glob
 import os
 import sys
 
+from dataset.datasets import find_list
 from engine.cli import custom_spec, eval_parser, spec_of_argv
 from engine.evaluate import evaluate, predict_list
 from utils.log import log
@@ -53,7 +54,7 @@ def has_masks(path):
 def main(args):
     spec = custom_spec(args.data_dir)
     args.resume = newest_checkpoint(args.resume)
-    if has_masks(args.test_data_list):
+    if has_masks(find_list(args.test_data_list, args.data_dir)):
         return evaluate(args, spec, "--test_data_list")
     if args.metrics:
         raise UserError(f"--metrics scores predictions against masks, but --test_data_list {args.test_data_list} "

@@ -26,8 +26,17 @@ class Sample:
     line: int
 
 
+def find_list(list_path, data_dir):
+    """The list file a list flag names: the path as given (the original's commands name lists under
+    dataset/list/), else the same path inside data_dir (`--data_dir data/mine --val_data_list
+    cgnet_val_list.txt`, where prepare_dataset.py writes them); as given when neither exists."""
+    inside = os.path.join(data_dir, list_path)
+    return inside if not os.path.exists(list_path) and os.path.isfile(inside) else list_path
+
+
 def read_list(list_path, data_dir, with_label, flag):
-    """Parse a list file (`image label` or `image` per line, relative to data_dir) and check the files.
+    """Parse a list file (`image label` or `image` per line, relative to data_dir; the list itself found by
+    find_list) and check the files.
 
     Fields may be separated by any run of spaces or tabs, and a UTF-8 byte-order mark (Windows Notepad
     writes one) is dropped. Existence and sizes are checked from the PNG headers only (nothing is
@@ -36,12 +45,15 @@ def read_list(list_path, data_dir, with_label, flag):
     if not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir} is not a directory; point it at the dataset's root folder "
                         f"(see the README, 'Preparing the real datasets').")
+    given, list_path = list_path, find_list(list_path, data_dir)
     if os.path.isdir(list_path):
-        raise UserError(f"{flag} {list_path} is a directory; give the path of a list file "
+        raise UserError(f"{flag} {given} is a directory; give the path of a list file "
                         f"(the originals are in dataset/list/).")
     if not os.path.isfile(list_path):
-        raise UserError(f"{flag} {list_path} does not exist; give the path of a list file "
-                        f"(the originals are in dataset/list/).")
+        inside = os.path.join(data_dir, given)
+        raise UserError(f"{flag} {given} does not exist" + (f", nor does {inside}" if inside != given else "")
+                        + "; give the path of a list file, as it is or relative to --data_dir (the originals are "
+                          "in dataset/list/).")
     fields = 2 if with_label else 1
     samples = []
     try:

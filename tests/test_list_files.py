@@ -62,3 +62,15 @@ def test_one_field_is_counted_in_the_singular(data, tmp_path, capsys):
     path = tmp_path / "one.txt"
     path.write_text(f"{a}\n")
     assert "line 1 has 1 field, expected 'image label'" in fails(data, path, capsys)
+
+
+def test_a_list_is_found_as_given_or_inside_data_dir(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no list of that name here: the one inside --data_dir is read
+    assert evaluate(data, "cityscapes_val_list.txt")["images"] == 2
+    (a, b), _ = data["pairs"]
+    (tmp_path / "cityscapes_val_list.txt").write_text(f"{a} {b}\n")  # as given first, as the original's commands
+    assert evaluate(data, "cityscapes_val_list.txt")["images"] == 1
+    message = fails(data, "absent.txt", capsys)
+    assert message == (f"error: --val_data_list absent.txt does not exist, nor does {data['cs']}/absent.txt; give "
+                       f"the path of a list file, as it is or relative to --data_dir (the originals are in "
+                       f"dataset/list/).")
