@@ -124,3 +124,12 @@ def test_every_tool_reaches_the_project_one_way():
         if not path.endswith("__init__.py") and (text.count(IDIOM) != 1 or text.count("sys.path") != 1):
             wrong.append(os.path.relpath(path, ROOT))
     assert not wrong, wrong
+
+
+def test_no_source_file_is_over_500_lines():
+    """A file a reader can hold in mind: one that grows past 500 lines holds more than one job (issue 26)."""
+    files = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    long = {f: n for f in files if (n := sum(1 for _ in open(os.path.join(ROOT, f)))) > 500}
+    assert not long, long
