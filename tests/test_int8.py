@@ -2,7 +2,10 @@
 real CamVid images writes a file that stays within the target on the real test split; a refusal (exit 2, nothing
 written) names the measured figures and the flag that changes the decision; the lists are found relative to
 --data_dir and read before quantizing. The real-data tests skip, with the reason, where ../shared/camvid is absent."""
+import json
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 # NNCF binds its log handler to the sys.stdout of its first import: imported here, not inside a test whose
@@ -12,11 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import camvid_test
 from conftest import ROOT, fails, shared_path
 from engine import export
 from tools import export_openvino
-from utils.errors import run_cli
 
 
 CAMVID = shared_path("camvid", "weights", "model_800.pth") and os.path.dirname(shared_path("camvid", "testannot"))
@@ -36,6 +37,29 @@ def camvid(tmp_path_factory):
     return {"data": str(root), "weights": os.path.join(CAMVID, "weights", "model_800.pth")}
 
 
+def own_process(module, argv, cwd=None):
+    """A script's command line in a process of its own, as a user runs it; (exit status, stderr, its result).
+    Quantizing inside the pytest process, after earlier tests' DataLoader workers, crashed the whole run with
+    SIGSEGV (as in test_exported.py); in a process of its own it cannot take the other tests down."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import importlib; "
+            "from utils.errors import run_cli; m = importlib.import_module(sys.argv[2]); "
+            "r = run_cli(m.main, m.get_args_parser(), sys.argv[3:]); "
+            "print('RESULT ' + json.dumps(r, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))")
+    run = subprocess.run([sys.executable, "-c", code, ROOT, module, *map(str, argv)], capture_output=True, text=True,
+                         cwd=cwd or ROOT)
+    results = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    return run.returncode, run.stderr, json.loads(results[-1]) if results else None
+
+
+def refused(argv, cwd=None):
+    """export_openvino's refusal: exit 2, no traceback, one sentence last on stderr; that sentence."""
+    code, err, _ = own_process("tools.export_openvino", argv, cwd)
+    assert code == 2 and "Traceback" not in err, err
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("error: ") and message.endswith("."), message
+    return message
+
+
 def export_argv(camvid, out, *extra):
     return ["--resume", camvid["weights"], "--out", str(out), "--int8", *extra]
 
@@ -45,15 +69,17 @@ def export_argv(camvid, out, *extra):
 def test_the_default_int8_command_on_real_images_is_written_and_within_the_target(camvid, tmp_path):
     out = tmp_path / "deploy" / "cgnet_int8.xml"
     # The tests have no train split: calibrate on the 101 val images (20 of them held out for the check).
-    result = run_cli(export_openvino.main, export_openvino.get_args_parser(),
-                     export_argv(camvid, out, "--calibration", os.path.join(camvid["data"], "val")))
+    code, err, result = own_process("tools.export_openvino",
+                                    export_argv(camvid, out, "--calibration", os.path.join(camvid["data"], "val")))
+    assert code == 0, err
     assert result["checked_on"] == "20 images held out from --calibration"
     assert result["agreement"] >= export.FORMATS["openvino_int8"].min_agreement
     assert sorted(os.listdir(out.parent)) == ["cgnet_int8.bin", "cgnet_int8.xml"]
-    metrics = camvid_test.main(camvid_test.get_args_parser().parse_args(
-        ["--data_dir", camvid["data"], "--test_data_list", os.path.join(ROOT, "dataset", "list", "CamVid",
-                                                                        "camvid_test_list.txt"),
-         "--resume", str(out), "--cuda", "false", "--save_seg_dir", ""]))
+    code, err, metrics = own_process("camvid_test", [
+        "--data_dir", camvid["data"], "--test_data_list", os.path.join(ROOT, "dataset", "list", "CamVid",
+                                                                       "camvid_test_list.txt"),
+        "--resume", out, "--cuda", "false", "--save_seg_dir", ""])
+    assert code == 0, err
     assert metrics["images"] == 233
     drop = ORIGINAL_MIOU - metrics["mIoU"] * 100
     print(f"int8 calibrated on 81 real val images: test mIoU {metrics['mIoU'] * 100:.2f} % against fp32's "
@@ -64,11 +90,11 @@ def test_the_default_int8_command_on_real_images_is_written_and_within_the_targe
 
 @real
 @pytest.mark.slow
-def test_a_refusal_on_held_out_images_names_the_figures_and_the_flag(camvid, tmp_path, capsys):
+def test_a_refusal_on_held_out_images_names_the_figures_and_the_flag(camvid, tmp_path):
     images = sorted(os.listdir(os.path.join(camvid["data"], "val")))[:10]
     argv = export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration",
                        *[os.path.join(camvid["data"], "val", name) for name in images], "--min_agreement", "0.9999")
-    message = fails(export_openvino, argv, capsys)
+    message = refused(argv)
     assert message.startswith("error: the int8 IR agrees with the fp32 IR on only ")
     assert ("% of the pixels of 2 images held out from --calibration (less than --min_agreement 0.9999), so "
             f"{tmp_path / 'out' / 'q.xml'} was not written") in message
@@ -78,7 +104,7 @@ def test_a_refusal_on_held_out_images_names_the_figures_and_the_flag(camvid, tmp
 
 @real
 @pytest.mark.slow
-def test_a_miou_drop_refusal_on_a_list_relative_to_data_dir(camvid, tmp_path, monkeypatch, capsys):
+def test_a_miou_drop_refusal_on_a_list_relative_to_data_dir(camvid, tmp_path):
     data = tmp_path / "data"  # the list inside --data_dir, named by its file name alone
     data.mkdir()
     for folder in ("val", "valannot"):
@@ -87,9 +113,8 @@ def test_a_miou_drop_refusal_on_a_list_relative_to_data_dir(camvid, tmp_path, mo
     (data / "mini_val.txt").write_text("".join(f"val/{n} valannot/{n}\n" for n in names))
     grey = tmp_path / "grey.png"  # calibrating on images unlike those it will segment: ranges that clip everything
     Image.fromarray(np.full((360, 480, 3), 128, np.uint8)).save(grey)
-    monkeypatch.chdir(tmp_path)
-    message = fails(export_openvino, export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration", str(grey),
-                                                 "--data_dir", str(data), "--val_data_list", "mini_val.txt"), capsys)
+    message = refused(export_argv(camvid, tmp_path / "out" / "q.xml", "--calibration", str(grey), "--data_dir",
+                                  str(data), "--val_data_list", "mini_val.txt"), cwd=tmp_path)
     assert message.startswith("error: the int8 IR's mIoU on 4 images of --val_data_list mini_val.txt is ")
     assert "% against the fp32 IR's " in message and "points lower: more than --max_miou_drop 1, so" in message
     assert "was not written" in message and "raise --max_miou_drop to accept it" in message
@@ -133,8 +158,9 @@ def test_the_val_list_a_checkpoint_records_is_checked_on(untrained, tmp_path):
     recorded = tmp_path / "recorded.pth"  # our training scripts record their arguments in the checkpoint
     torch.save({**ckpt, "args": {"data_dir": data["cs"], "val_data_list": "cityscapes_val_list.txt"}}, recorded)
     # An untrained network's int8 is far from it: the threshold is not the point here, the list it ran on is.
-    result = run_cli(export_openvino.main, export_openvino.get_args_parser(),
-                     ["--resume", str(recorded), "--out", str(tmp_path / "q.xml"), "--int8", "--calibration",
-                      os.path.join(data["cs"], "leftImg8bit", "train"), "--max_miou_drop", "100"])
+    code, err, result = own_process("tools.export_openvino", [
+        "--resume", recorded, "--out", tmp_path / "q.xml", "--int8", "--calibration",
+        os.path.join(data["cs"], "leftImg8bit", "train"), "--max_miou_drop", "100"])
+    assert code == 0, err
     assert result["checked_on"] == "2 images of the checkpoint's --val_data_list cityscapes_val_list.txt"
     assert {"miou", "miou_pytorch"} <= set(result)
