@@ -131,3 +131,23 @@ def shared_path(*parts):
         if base and os.path.exists(os.path.join(base, *parts)):
             return os.path.join(base, *parts)
     return None
+
+
+def prepare(root, *extra):
+    """tools/prepare_dataset.py's command line on a dataset folder; its summary."""
+    from tools import prepare_dataset
+    from utils.errors import run_cli
+    return run_cli(prepare_dataset.main, prepare_dataset.get_args_parser(), [str(root), *extra])
+
+
+def snapshot(root):
+    return sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+
+def refused(root, capsys, *extra):
+    """prepare_dataset.py's refusal: exit 2, one sentence, and the folder exactly as it was; that sentence."""
+    from tools import prepare_dataset
+    before = snapshot(root)
+    message = fails(prepare_dataset, [str(root), *extra], capsys)
+    assert snapshot(root) == before
+    return message

@@ -13,29 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import fails
+from conftest import prepare, refused
 from dataset import coco, labelme
 from dataset.annotations import CocoWriter, labelme_document, regions
-from tools import prepare_dataset
 from dataset.synthetic import SHAPE_CLASSES, shapes
 from utils.errors import run_cli
 
 H, W = 40, 56
-
-
-def prepare(root, *extra):
-    return run_cli(prepare_dataset.main, prepare_dataset.get_args_parser(), [str(root), *extra])
-
-
-def snapshot(root):
-    return sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*"))
-
-
-def refused(root, capsys, *extra):
-    before = snapshot(root)
-    message = fails(prepare_dataset, [str(root), *extra], capsys)
-    assert snapshot(root) == before
-    return message
 
 
 def prepared_masks(root):

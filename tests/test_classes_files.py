@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import fails
+from conftest import prepare, refused
 from dataset.classes_file import background_class, read_classes
 from dataset.layouts import held_out
-from tools import prepare_dataset
 from dataset.synthetic import shapes
-from utils.errors import UserError, run_cli
+from utils.errors import UserError
 
 TRIAL = "id,name,r,g,b\n0,background,0,0,0\n1,road,128,64,128\n2,car,0,0,142\n3,person,220,20,60\n4,sky,70,130,180\n"
 EXPECTED = [("background", (0, 0, 0)), ("road", (128, 64, 128)), ("car", (0, 0, 142)), ("person", (220, 20, 60)),
@@ -25,22 +24,6 @@ def write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return str(path)
-
-
-def prepare(root, *extra):
-    return run_cli(prepare_dataset.main, prepare_dataset.get_args_parser(), [str(root), *extra])
-
-
-def snapshot(root):
-    return sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*"))
-
-
-def refused(root, capsys, *extra):
-    """Exit 2, one sentence, and the folder exactly as it was."""
-    before = snapshot(root)
-    message = fails(prepare_dataset, [str(root), *extra], capsys)
-    assert snapshot(root) == before
-    return message
 
 
 def index_dataset(root, n=4, size=(32, 48), classes=5):
