@@ -1,9 +1,11 @@
 """Shared by the test files: the repository on sys.path, tiny synthetic datasets in the real layouts
 (made once per session), and the command-line flags of a tiny CPU training run."""
+import json
 import os
 import re
 import shlex
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -151,3 +153,18 @@ def refused(root, capsys, *extra):
     message = fails(prepare_dataset, [str(root), *extra], capsys)
     assert snapshot(root) == before
     return message
+
+
+def own_process(module, argv, cwd=None):
+    """A script's command line in a process of its own, as a user runs it; (exit status, stderr, what main
+    returned). Quantizing or evaluating with loader workers inside the pytest process, after earlier tests'
+    DataLoader workers, crashed the whole run with SIGSEGV (as in test_exported.py); in a process of its own it
+    cannot take the other tests down."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import importlib; "
+            "from utils.errors import run_cli; m = importlib.import_module(sys.argv[2]); "
+            "r = run_cli(m.main, m.get_args_parser(), sys.argv[3:]); "
+            "print('RESULT ' + json.dumps(r, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))")
+    run = subprocess.run([sys.executable, "-c", code, ROOT, module, *map(str, argv)], capture_output=True, text=True,
+                         cwd=cwd or ROOT)
+    results = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    return run.returncode, run.stderr, json.loads(results[-1]) if results else None

@@ -2,10 +2,7 @@
 real CamVid images writes a file that stays within the target on the real test split; a refusal (exit 2, nothing
 written) names the measured figures and the flag that changes the decision; the lists are found relative to
 --data_dir and read before quantizing. The real-data tests skip, with the reason, where ../shared/camvid is absent."""
-import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 # NNCF binds its log handler to the sys.stdout of its first import: imported here, not inside a test whose
@@ -15,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, fails, shared_path
+from conftest import ROOT, fails, own_process, shared_path
 from engine import export
 from tools import export_openvino
 
@@ -35,20 +32,6 @@ def camvid(tmp_path_factory):
     for folder in ("val", "valannot", "test", "testannot"):
         os.symlink(os.path.join(CAMVID, folder), root / folder)
     return {"data": str(root), "weights": os.path.join(CAMVID, "weights", "model_800.pth")}
-
-
-def own_process(module, argv, cwd=None):
-    """A script's command line in a process of its own, as a user runs it; (exit status, stderr, its result).
-    Quantizing inside the pytest process, after earlier tests' DataLoader workers, crashed the whole run with
-    SIGSEGV (as in test_exported.py); in a process of its own it cannot take the other tests down."""
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import importlib; "
-            "from utils.errors import run_cli; m = importlib.import_module(sys.argv[2]); "
-            "r = run_cli(m.main, m.get_args_parser(), sys.argv[3:]); "
-            "print('RESULT ' + json.dumps(r, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))")
-    run = subprocess.run([sys.executable, "-c", code, ROOT, module, *map(str, argv)], capture_output=True, text=True,
-                         cwd=cwd or ROOT)
-    results = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-    return run.returncode, run.stderr, json.loads(results[-1]) if results else None
 
 
 def refused(argv, cwd=None):

@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import camvid_test
-from conftest import ROOT, shared_path
+from conftest import ROOT, own_process, shared_path
 from dataset.specs import CAMVID
-from tools import segment
 
 DATA = shared_path("camvid", "testannot") and os.path.dirname(shared_path("camvid", "testannot"))
 WEIGHTS = shared_path("camvid", "weights", "model_800.pth")
@@ -41,7 +39,9 @@ def test_only(tmp_path_factory):
 def evaluate(resume, test_only, tmp_path, *extra):
     argv = ["--data_dir", test_only["data"], "--test_data_list", os.path.join(ROOT, CAMVID.test_list),
             "--resume", resume, "--inform_data_file", test_only["absent"], "--cuda", "false", *extra]
-    return camvid_test.main(camvid_test.get_args_parser().parse_args(argv))
+    code, err, result = own_process("camvid_test", argv)
+    assert code == 0, err
+    return result
 
 
 def assert_original_figures(result):
@@ -76,10 +76,12 @@ def test_segment_predicts_what_camvid_test_predicts(test_only, tmp_path):
     listed.write_text("".join(f"test/{n}.png testannot/{n}.png\n" for n in names))
     argv = ["--data_dir", test_only["data"], "--test_data_list", str(listed), "--resume", WEIGHTS, "--inform_data_file",
             test_only["absent"], "--cuda", "false", "--num_workers", "0", "--save_seg_dir", str(tmp_path / "eval")]
-    camvid_test.main(camvid_test.get_args_parser().parse_args(argv))
+    code, err, _ = own_process("camvid_test", argv)
+    assert code == 0, err
     images = [os.path.join(DATA, "test", f"{n}.png") for n in names]
-    segment.main(segment.get_args_parser().parse_args(["--resume", WEIGHTS, *images, "--out", str(tmp_path / "seg"),
-                                                       "--cuda", "false"]))
+    code, err, _ = own_process("tools.segment", ["--resume", WEIGHTS, *images, "--out", tmp_path / "seg",
+                                                 "--cuda", "false"])
+    assert code == 0, err
     for n in names:
         ours = np.asarray(Image.open(tmp_path / "seg" / f"{n}.png"))
         assert np.array_equal(ours, np.asarray(Image.open(tmp_path / "eval" / f"{n}.png"))), n
