@@ -38,7 +38,7 @@ from engine.backend import TorchBackend, load
 from engine.checkpoint import Weights, network_of
 from model import MODELS, build_model, count_parameters
 from model.inference import MODES, Predictor, is_exact, parse_mode
-from utils.device import keep_cpu_memory
+from utils.device import keep_cpu_memory, use_device
 from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
 from utils.files import check_writable_file, save_json
@@ -313,6 +313,7 @@ def main(args):
     if device.type == "cuda" and args.clock == "cpu":
         raise UserError("--clock cpu measures CPU work, not GPU kernels: use --clock wall with --device cuda.")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    use_device(device)  # as the scripts: subnormals flushed, before any thread starts
     if args.json:
         check_writable_file(args.json, "--json")  # before minutes of measuring, not after
     if args.report:

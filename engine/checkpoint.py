@@ -11,6 +11,7 @@ from dataset.palettes import default_palette
 from dataset.specs import CITYSCAPES, spec_for
 from engine.published import recognise
 from model import build_model, mmseg
+from model.inference import flush_subnormals
 from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.log import log
 from utils.errors import UserError
@@ -291,4 +292,6 @@ def build_for_inference(path, flag="--resume", fallback=None, model_name=None, c
         raise UserError(f"{flag} {path} records a network this code cannot build ({network}: {e}); "
                         f"give a checkpoint written by this project or the original release.") from None
     _load(model, weights.state_dict, path, flag)
+    flush_subnormals(model)
     return model.eval(), weights
+

@@ -155,3 +155,54 @@ def test_multiscale_checks_classes_and_scales():
         multiscale_probs(net, x, scales=(1.0,), classes=5)
     with pytest.raises(ValueError):
         multiscale_probs(net, x, scales=())
+
+
+def subnormal_weights(model, seed=0):
+    """Half of every conv weight replaced by a subnormal float, as weight decay leaves them in trained models
+    (the authors' CamVid model has 256,385)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                mask = torch.rand(m.weight.shape, generator=g) < 0.5
+                m.weight[mask] = 1e-40 * torch.sign(m.weight[mask])
+    return model
+
+
+def count_subnormals(model):
+    tiny = torch.finfo(torch.float32).tiny
+    return sum(int(((t.abs() < tiny) & (t != 0)).sum()) for t in [*model.parameters(), *model.buffers()]
+               if t.is_floating_point())
+
+
+def test_inference_loads_zero_subnormal_weights_without_changing_a_logit(tmp_path):
+    from engine.checkpoint import build_for_inference, self_contained
+    model = subnormal_weights(cgnet(classes=11, M=2, N=3))
+    assert count_subnormals(model) > 1000
+    ckpt = tmp_path / "m.pth"
+    torch.save(self_contained(model.state_dict(), {"name": "CGNet", "classes": 11, "M": 2, "N": 3}, "camvid",
+                              [72.39, 82.91, 73.16]), ckpt)
+    loaded, _ = build_for_inference(str(ckpt))
+    assert count_subnormals(loaded) == 0
+    x = torch.randn(1, 3, 48, 64) * 50
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))  # 1e-40 * a pixel vanishes in every sum it joins
+    for mode in ("eager", "exact"):  # folding BN scales could make new ones
+        assert count_subnormals(Predictor(model, mode).model) == 0
+
+
+def test_inference_processes_treat_subnormal_numbers_as_zero():
+    """The activations too: a process that computes on the CPU through use_device flushes them (Intel CPUs
+    compute with them about a hundred times slower), and a process that does not keeps them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys, torch; sys.path.insert(0, sys.argv[1]); from utils.device import use_device; "
+            "sys.argv[2] == 'yes' and use_device(torch.device('cpu')); "
+            "print((torch.full((4096,), 1e-39) * 0.5).abs().max().item(), torch.set_flush_denormal(True))")
+    root = str(Path(__file__).resolve().parents[1])
+    out = {flag: subprocess.run([sys.executable, "-c", code, root, flag], capture_output=True, text=True,
+                                check=True).stdout.split() for flag in ("yes", "no")}
+    if out["yes"][1] != "True":
+        pytest.skip("this CPU cannot flush subnormal numbers (torch.set_flush_denormal is not supported)")
+    assert float(out["yes"][0]) == 0.0 and 0 < float(out["no"][0]) < 1e-38
