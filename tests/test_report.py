@@ -9,6 +9,8 @@ from utils import report
 
 def test_the_report_carries_the_machine_versions_command_and_every_section(tmp_path, monkeypatch):
     path = tmp_path / "out" / "speed.json"
+    for name in report.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "argv", ["benchmark.py", "--report", str(path), "--input_size", "33,47"])
     args = ["--device", "cpu", "--input_size", "33,47", "--M", "1", "--N", "1", "--classes", "4", "--mode", "exact",
             "--warmup", "0", "--runs", "2", "--report", str(path)]
@@ -29,3 +31,13 @@ def test_the_report_carries_the_machine_versions_command_and_every_section(tmp_p
     assert machine["cpu"] in table and "| configuration | resolution | median ms | fps |" in table
     assert "| plain | 9.50 | 1.00 |" in table and "`python x.py`" in table
     assert sorted(p.name for p in path.parent.iterdir()) == ["speed.json", "speed.md"]  # no temporary file left
+
+
+def test_the_command_names_the_settings_that_change_the_figures(monkeypatch):
+    for name in report.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HOME", "/somewhere")  # not a speed setting: left out
+    monkeypatch.setattr(sys, "argv", ["tools/bench_segment.py", "--frames", "9"])
+    assert report.command() == "OMP_NUM_THREADS=1 ONEDNN_MAX_CPU_ISA=AVX2 python tools/bench_segment.py --frames 9"

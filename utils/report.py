@@ -19,6 +19,10 @@ from utils.files import atomic_write, save_json
 # The CPU flags that choose a kernel in torch / OpenVINO: AVX2, AVX-512, VNNI (int8 dot products), native bf16.
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 PACKAGES = ("torch", "openvino", "onnxruntime", "numpy", "opencv-python")
+# Settings in the environment that change the figures: threads, the instruction sets oneDNN (torch's and OpenVINO's)
+# and torch's own kernels may use, the allocator.
+ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+               "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")
 
 
 def cpu():
@@ -56,8 +60,9 @@ def machine():
 
 
 def command():
-    """The command line that ran, as a shell would take it back."""
-    return " ".join(shlex.quote(a) for a in ["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    """The command line that ran, as a shell would take it back, with the ENVIRONMENT settings it ran under."""
+    settings = [f"{k}={shlex.quote(os.environ[k])}" for k in ENVIRONMENT if k in os.environ]
+    return " ".join(settings + [shlex.quote(a) for a in ["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]]])
 
 
 def add_section(path, name, rows, cmd=None, note=""):
