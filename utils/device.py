@@ -45,8 +45,8 @@ def use_device(device):
 
     Subnormal floats count as zero (flush-to-zero and denormals-are-zero, on x86 and ARM): trained CGNets are
     full of them (half the weights of the authors' CamVid model, and activations), and Intel CPUs compute with
-    them about a hundred times slower; numbers below 1.2e-38 change no prediction. Called before the first
-    parallel operation, torch's intra-op threads inherit the setting.
+    them about a hundred times slower; numbers below 1.2e-38 change no prediction. Threads inherit the setting
+    when they start, so the scripts call this before their first torch operation starts torch's thread pool.
 
     set_device: helper threads (pinned-memory copies of the DataLoader) otherwise open a CUDA context on
     GPU 0 whatever GPU the model runs on. cudnn.benchmark: training crops and evaluation images have a
