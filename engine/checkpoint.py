@@ -11,8 +11,8 @@ from dataset.palettes import default_palette
 from dataset.specs import CITYSCAPES, spec_for
 from engine.published import recognise
 from model import build_model, mmseg
-from model.inference import flush_subnormals
 from utils.checkpoint import convert_state_dict, read_checkpoint
+from utils.device import flush_subnormals
 from utils.log import log
 from utils.errors import UserError
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils.device import flush_subnormals
+
 FEATURES = ("fold_bn", "channels_last", "compile", "bf16", "fp16")
 
 # Presets. Exact modes stay in float32 and change only the rounding; bf16/fp16 trade accuracy for speed.
@@ -111,18 +113,6 @@ def fold_bn(model):
                 _fold_into_conv(conv, *_bn_params(owner.bn, slice(start, start + n)))
                 start += n
             owner.bn = nn.Identity()
-    return model
-
-
-@torch.no_grad()
-def flush_subnormals(model):
-    """Zero the weights too small for a normal float; returns `model`. Weight decay leaves many (the authors'
-    CamVid model has 256,385 of its 0.5 M) and Intel CPUs multiply by them a hundred times slower (eager
-    360x640 on a Xeon: 5 s a frame with them, 0.16 s without); they change no logit. Inference only:
-    training resumes bit-exact."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.is_floating_point():
-            t.masked_fill_(t.abs() < torch.finfo(t.dtype).tiny, 0)
     return model
 
 
