@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import socket
+import signal
 import subprocess
 import sys
 
@@ -153,6 +154,13 @@ def refused(root, capsys, *extra):
     message = fails(prepare_dataset, [str(root), *extra], capsys)
     assert snapshot(root) == before
     return message
+
+
+def ctrl_c_heard():
+    """preexec_fn of a subprocess a test sends Ctrl-C (SIGINT) to: a test run started in the background (`make
+    test &` in a non-interactive shell, as some CI runners do) ignores SIGINT, children inherit that, and Python
+    then installs no KeyboardInterrupt handler: the signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def own_process(module, argv, cwd=None):

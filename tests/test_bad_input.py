@@ -24,7 +24,7 @@ import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
 from model import build_model
-from conftest import ROOT, fails
+from conftest import ROOT, ctrl_c_heard, fails
 from utils import errors
 from utils.checkpoint import save_checkpoint
 from utils.device import select_device
@@ -366,7 +366,7 @@ def test_ctrl_c_during_training_keeps_the_last_checkpoint(data, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CGNET_DEBUG"}
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         proc = subprocess.Popen([sys.executable, "cityscapes_train.py", *train_args(data, tmp_path, **{
-            "--max_epochs": "100000"})], cwd=ROOT, env=env, stdout=out, stderr=err)
+            "--max_epochs": "100000"})], cwd=ROOT, env=env, stdout=out, stderr=err, preexec_fn=ctrl_c_heard)
         try:
             deadline = time.monotonic() + 60
             while not glob.glob(f"{tmp_path}/ckpt/*/*/checkpoint.pth") and proc.poll() is None:

@@ -18,7 +18,7 @@ import camvid_test
 import cityscapes_eval
 import cityscapes_test
 import cityscapes_train
-from conftest import free_port
+from conftest import ctrl_c_heard, free_port
 import engine.backend as backend
 import engine.train as engine
 from model.inference import Predictor
@@ -268,7 +268,8 @@ def alive(pid):
 def test_ctrl_c_stops_spawned_processes_within_seconds(tmp_path):
     script = tmp_path / "spawn_and_hang.py"
     script.write_text(SPAWN_AND_HANG.format(root=ROOT))
-    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stderr=subprocess.PIPE, text=True,
+                              preexec_fn=ctrl_c_heard)
     deadline = time.monotonic() + 120
     while len([p for p in os.listdir(tmp_path) if p.isdigit()]) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
