@@ -1,6 +1,7 @@
 """One way to end a script on a problem the user can fix: one sentence, exit status 2, no traceback. In a run
 of several processes (torchrun, or utils.dist.spawn) the others stop with the one that met it: the ranks tell
 each other through the run's key-value store (report_error, watch_for_stops)."""
+import atexit
 import os
 import sys
 import threading
@@ -125,16 +126,23 @@ def watch_for_stops():
     if store is None:
         return
 
+    done = threading.Event()
+
     def watch():
         try:
             while not store.check(["first"]):
-                time.sleep(0.2)
+                if done.wait(0.2):
+                    return
             first = int(store.get("first"))
         except dist.DistError:
             return
         if first != me:
             exit_pointing_to(first, store)
-    threading.Thread(target=watch, name="watch_for_stops", daemon=True).start()
+    thread = threading.Thread(target=watch, name="watch_for_stops", daemon=True)
+    thread.start()
+    # Stopped before the interpreter tears down: a thread still inside a store call while the process exits
+    # can abort it ("terminate called without an active exception", seen once at the end of a torchrun run).
+    atexit.register(lambda: (done.set(), thread.join(timeout=1.0)))
 
 
 def exit_if_another_rank_stopped():
