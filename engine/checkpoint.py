@@ -294,4 +294,3 @@ def build_for_inference(path, flag="--resume", fallback=None, model_name=None, c
     _load(model, weights.state_dict, path, flag)
     flush_subnormals(model)
     return model.eval(), weights
-

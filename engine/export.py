@@ -153,8 +153,8 @@ def export(name, source, out, calibration=None, check=None, opset=17, recipe=Non
         ref = None
         if check is not None and fmt.precision == "int8":
             # int8 is held to the fp32 graph it was quantized from, whose predictions are PyTorch's (the fp32
-            # formats' check): on the CPU it runs in about a second where eager PyTorch, with its slow dilated
-            # depthwise convolutions, takes ten times longer or more; a labelled list is hundreds of images.
+            # formats' check): the figures then measure what quantizing changed and nothing else, as the
+            # thresholds were measured (README, 'int8 on real data').
             fp32 = next(f for f in FORMATS.values() if f.suffix == fmt.suffix and f.precision == "fp32")
             ref_path = os.path.join(fp32_dir, "fp32" + fmt.suffix)
             WRITERS[fmt.suffix](net, ref_path, fp32, source, None, opset)

@@ -26,6 +26,15 @@ class Published:
 CAMVID_COMMIT = "ebc812c445b2f10a6cf64a2b16bbfe1cc2fec10f"
 MMSEG = "https://download.openmmlab.com/mmsegmentation/v0.5/cgnet/"
 
+
+def mmseg(crop, stamp, miou):
+    """An mmsegmentation release: its file name ends in the first 8 hex digits of its sha256."""
+    config = f"cgnet_{crop}_60k_cityscapes"
+    file = f"{config}_{stamp}.pth"
+    return Published(name=f"mmseg-cityscapes-{crop}", url=f"{MMSEG}{config}/{file}", sha256=stamp.rsplit("-", 1)[1],
+                     size=None, out=f"checkpoint/mmseg/{file}",
+                     what=f"mmsegmentation's CGNet on Cityscapes, {crop} crops ({miou} % val mIoU as it publishes it)")
+
 PUBLISHED = {p.name: p for p in (
     # The CGNet authors' own CamVid model (CGNet_M3N21, trained on train+val for 800 epochs): still in the original
     # repository's history, deleted from its tip later.
@@ -42,21 +51,10 @@ PUBLISHED = {p.name: p for p in (
         # ../shared/camvid/trainval_stats.json. The original subtracts it from the RGB image as it is.
         mean=(105.65775299072266, 103.329833984375, 99.62540435791016),
         class_names=CAMVID_CLASSES, palette=CAMVID_PALETTE),
-    # mmsegmentation's CGNet M3N21 trained on Cityscapes (its results page for CGNet); their file names carry the
-    # first 8 hex digits of the sha256. Their layout is recognised by engine.checkpoint, which also knows their
-    # preprocessing, so nothing more is needed here.
-    Published(
-        name="mmseg-cityscapes-680x680",
-        url=MMSEG + "cgnet_680x680_60k_cityscapes/cgnet_680x680_60k_cityscapes_20201101_110253-4c0b2f2d.pth",
-        sha256="4c0b2f2d", size=None,
-        out="checkpoint/mmseg/cgnet_680x680_60k_cityscapes_20201101_110253-4c0b2f2d.pth",
-        what="mmsegmentation's CGNet on Cityscapes, 680x680 crops (65.63 % val mIoU as it publishes it)"),
-    Published(
-        name="mmseg-cityscapes-512x1024",
-        url=MMSEG + "cgnet_512x1024_60k_cityscapes/cgnet_512x1024_60k_cityscapes_20201101_110254-124ea03b.pth",
-        sha256="124ea03b", size=None,
-        out="checkpoint/mmseg/cgnet_512x1024_60k_cityscapes_20201101_110254-124ea03b.pth",
-        what="mmsegmentation's CGNet on Cityscapes, 512x1024 crops (68.27 % val mIoU as it publishes it)"),
+    # mmsegmentation's CGNet M3N21 trained on Cityscapes (its results page for CGNet). Their layout is recognised
+    # by engine.checkpoint, which also knows their preprocessing, so nothing more is needed here.
+    mmseg("680x680", "20201101_110253-4c0b2f2d", "65.63"),
+    mmseg("512x1024", "20201101_110254-124ea03b", "68.27"),
 )}
 
 

@@ -41,3 +41,11 @@ def test_the_command_names_the_settings_that_change_the_figures(monkeypatch):
     monkeypatch.setenv("HOME", "/somewhere")  # not a speed setting: left out
     monkeypatch.setattr(sys, "argv", ["tools/bench_segment.py", "--frames", "9"])
     assert report.command() == "OMP_NUM_THREADS=1 ONEDNN_MAX_CPU_ISA=AVX2 python tools/bench_segment.py --frames 9"
+
+
+def test_the_report_is_a_json_and_a_markdown_file_whatever_suffix_is_given(tmp_path):
+    rows = [{"configuration": "plain", "fps (median)": 9.5}]
+    for given in ("speed", "speed.json", "speed.md"):
+        report.add_section(str(tmp_path / given), "end to end", rows, "python x.py")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speed.json", "speed.md"]
+    assert list(json.loads((tmp_path / "speed.json").read_text())["sections"]) == ["end to end"]

@@ -65,9 +65,18 @@ def command():
     return " ".join(settings + [shlex.quote(a) for a in ["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]]])
 
 
+def files(path):
+    """(JSON, markdown) of the report --report names: `speed`, `speed.json` and `speed.md` all mean speed.json and
+    speed.md, as the flags' help says."""
+    root, ext = os.path.splitext(path)
+    root = root if ext.lower() in (".json", ".md") else path
+    return root + ".json", root + ".md"
+
+
 def add_section(path, name, rows, cmd=None, note=""):
-    """Add (or replace) the section `name` of the report at `path`: rows are dicts, 'configuration' first, then
-    the figures (the table's columns, in order). Writes path (JSON) and, beside it, its .md."""
+    """Add (or replace) the section `name` of the report `path` names (files()): rows are dicts, 'configuration'
+    first, then the figures (the table's columns, in order). Writes the JSON and, beside it, its .md."""
+    path, md = files(path)
     report = {"sections": {}}
     if os.path.isfile(path):
         with open(path) as f:
@@ -80,7 +89,7 @@ def add_section(path, name, rows, cmd=None, note=""):
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
-    atomic_write(os.path.splitext(path)[0] + ".md", write)
+    atomic_write(md, write)
     return report
 
 
