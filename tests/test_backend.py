@@ -2,6 +2,7 @@
 (quick tier: small untrained checkpoints, no export)."""
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -47,14 +48,27 @@ def test_a_checkpoint_gives_labels_and_logits_of_bgr_images_and_what_it_records(
     assert torch.equal(batch, rgb.permute(2, 0, 1)[None])  # the eval scripts' preprocessing
 
 
-def test_plain_amp_and_compile_choose_the_mode(ckpt, monkeypatch):
+def test_mode_and_amp_choose_the_inference_mode(ckpt, monkeypatch):
     import engine.backend as backend_module
     monkeypatch.setattr(backend_module, "keep_cpu_memory", lambda: True)
-    args = {"cuda": False, "gpus": "", "plain": False, "compile": False, "amp": "none", "inform_data_file": None}
-    modes = {}
-    for change in ({}, {"plain": True}, {"amp": "bf16"}):
-        modes[str(change)] = load(ckpt, type("Args", (), dict(args, **change))).predictor.mode
-    assert list(modes.values()) == ["fold_bn+channels_last", "eager", "fold_bn+channels_last+bf16"]
+    modes = [load(ckpt, **change).predictor.mode for change in ({}, {"mode": "plain"}, {"amp": "bf16"})]
+    assert modes == ["fold_bn+channels_last", "eager", "fold_bn+channels_last+bf16"]
+    with pytest.raises(ValueError, match="mode is one of fast, compile, plain"):
+        load(ckpt, mode="exact")
+
+
+def test_the_flags_become_load_s_keywords_in_one_place(ckpt, monkeypatch):
+    """engine.cli.load_options: --plain over --compile, as before; a GPU is looked for only for a checkpoint."""
+    from engine.cli import load_options
+    flags = dict(resume=ckpt, cuda=False, gpus="0", plain=False, compile=True, amp="bf16", inform_data_file="i.pkl")
+    assert load_options(SimpleNamespace(**flags)) == {"device": "cpu", "mode": "compile", "amp": "bf16",
+                                                      "inform": "i.pkl"}
+    assert load_options(SimpleNamespace(**dict(flags, plain=True)))["mode"] == "plain"
+    asked = []
+    monkeypatch.setattr("engine.cli.select_device", lambda args: asked.append(args.resume) or (torch.device("cpu"), []))
+    load_options(SimpleNamespace(**dict(flags, cuda=True, resume="model.onnx")))
+    load_options(SimpleNamespace(**dict(flags, cuda=True)))
+    assert asked == [ckpt]
 
 
 def test_an_exported_file_that_is_missing_is_one_sentence(tmp_path):

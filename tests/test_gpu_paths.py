@@ -285,9 +285,9 @@ def test_ctrl_c_stops_spawned_processes_within_seconds(tmp_path):
 def test_amp_notices_name_a_cpu_without_native_bf16(monkeypatch):
     import utils.device as device_mod
     cpu = torch.device("cpu")
-    monkeypatch.setattr(device_mod, "cpu_lacks_native_bf16", lambda: True)
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: False)
     assert "no native bf16" in device_mod.amp_notice(cpu, "bf16")
     assert "fp16 is several times slower" in device_mod.amp_notice(cpu, "fp16")
-    monkeypatch.setattr(device_mod, "cpu_lacks_native_bf16", lambda: False)
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: True)
     assert device_mod.amp_notice(cpu, "bf16") is None and device_mod.amp_notice(cpu, "none") is None
     assert device_mod.amp_notice(torch.device("cuda", 0), "bf16") is None
