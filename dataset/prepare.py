@@ -45,6 +45,14 @@ class Sample:
     palette: list = None   # a palettized mask's colours
     size: tuple = None     # (H, W) of its image
 
+    def decode(self):
+        """The BGR image as the loader sees it (EXIF orientation applied), or the one inside its LabelMe file; one
+        sentence naming the file when it cannot be decoded."""
+        image = self.embedded() if self.embedded else cv2.imread(str(self.image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"image {self.image} cannot be decoded (damaged, or not an image); replace or remove it.")
+        return image
+
 
 def rel(path, data_dir):
     return Path(os.path.relpath(path, data_dir)).as_posix()
@@ -145,9 +153,7 @@ def check(sample, colours):
     if sample.source.suffix.lower() in (".jpg", ".jpeg"):
         raise UserError(f"mask {sample.source} is a JPEG; JPEG compression changes the class values at every edge, "
                         f"so masks must be lossless PNG: export it again as PNG.")
-    image = sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-    if image is None:  # as the loader sees it (EXIF orientation applied)
-        raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove it.")
+    image = sample.decode()
     values, kind, palette = sample.read(image.shape[:2])
     if values.shape[:2] != image.shape[:2]:
         raise UserError(f"mask {sample.source} is {values.shape[1]}x{values.shape[0]} but its image {sample.image} "
@@ -307,9 +313,7 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     for sample in iterate(checked, "checking images and masks", "pairs"):
         check(sample, colours)
     for sample in splits["test"]:
-        if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
-            raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
-                            f"it.")
+        sample.decode()
     binary = False
     if names is None:
         names, binary = decide_classes(classes_path, table, checked)

@@ -20,4 +20,4 @@ def log(*args):
 def notice(text):
     """A note or warning that does not stop the run: "notice: " and the sentence, from rank 0 alone, so that every
     script's notes read alike (and a test or a user can grep them)."""
-    notice(f"{text}")
+    log(f"notice: {text}")
