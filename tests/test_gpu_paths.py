@@ -98,8 +98,9 @@ def test_eval_and_test_default_to_one_gpu(script):
                                           ("cuda:0", "fold_bn+compile+bf16")])
 def test_evaluation_uses_channels_last_only_where_it_was_measured_faster(monkeypatch, device, mode):
     monkeypatch.setattr(backend, "keep_cpu_memory", lambda: True)
-    args = SimpleNamespace(plain=False, compile="compile" in mode, amp="bf16" if "bf16" in mode else "none")
-    assert backend.inference_mode(args, torch.device(device)) == mode
+    chosen = backend.inference_mode("compile" if "compile" in mode else "fast", "bf16" if "bf16" in mode else "none",
+                                    torch.device(device))
+    assert chosen == mode
 
 
 # ------------------------------------------------------------------ statistics before the process group
