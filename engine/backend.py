@@ -38,7 +38,6 @@ from utils.log import log, notice
 METADATA_KEY = "cgnet"
 RECORDED = ("network", "dataset", "mean", "class_names", "palette")
 MODES = ("fast", "compile", "plain")  # load(mode=...): see inference_mode()
-file_kind = model_file_kind  # 'checkpoint', 'onnx' or 'openvino' by the suffix (utils.files: engine.cli reads it too)
 
 
 class Backend:
@@ -217,7 +216,7 @@ def load(path, *, device="cpu", mode="fast", amp="none", inform=None, network=No
     if mode not in MODES or amp not in ("none", *TorchBackend.amps):
         raise ValueError(f"load(mode={mode!r}, amp={amp!r}): mode is one of {', '.join(MODES)}, amp one of none, "
                          f"{', '.join(TorchBackend.amps)}")
-    opener = {"checkpoint": load_checkpoint, "onnx": load_onnx, "openvino": load_openvino}[file_kind(path)]
+    opener = {"checkpoint": load_checkpoint, "onnx": load_onnx, "openvino": load_openvino}[model_file_kind(path)]
     backend = opener(path, Options(torch.device(device), mode, amp, flag), network, fits)
     backend.mean = input_mean(backend.weights, path, inform, flag, data, mean)
     return backend
@@ -357,4 +356,4 @@ def parse_metadata(text, path, flag="--resume"):
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{flag} {path} has a damaged '{METADATA_KEY}' record (expected the network's name and "
                         f"classes, a 3-value mean and one name and colour per class); export it again.") from None
-    return Weights({}, file_kind(path), record, network, mean, record["dataset"], names, palette)
+    return Weights({}, model_file_kind(path), record, network, mean, record["dataset"], names, palette)

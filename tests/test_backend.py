@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from conftest import ROOT
-from engine.backend import TorchBackend, file_kind, load
+from engine.backend import TorchBackend, load
 from engine.checkpoint import self_contained
 from model import build_model
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
+from utils.files import model_file_kind
 
 NETWORK = {"name": "CGNet", "classes": 11, "M": 1, "N": 1}
 MEAN = [72.39, 82.91, 73.16]
@@ -29,7 +30,7 @@ def ckpt(tmp_path_factory):
 
 
 def test_the_suffix_decides_the_kind():
-    assert [file_kind(p) for p in ("a.pth", "b.PTH", "c.onnx", "d.XML", "e.tar", "f")] == \
+    assert [model_file_kind(p) for p in ("a.pth", "b.PTH", "c.onnx", "d.XML", "e.tar", "f")] == \
         ["checkpoint", "checkpoint", "onnx", "openvino", "checkpoint", "checkpoint"]
 
 
