@@ -1,6 +1,7 @@
 """Parameters, FLOPs, latency, throughput and peak memory of CGNet in each inference mode.
 
     python benchmark.py --all                              # every mode at 1x3x1024x2048
+    python benchmark.py --all --skip_unavailable           # a mode this machine cannot run: a failed row, exit 0
     python benchmark.py --mode exact compile --json bench.json
     python benchmark.py --device cuda --all --input_size 1024,2048
     python benchmark.py --all --checkpoint checkpoint/cityscapes/model_cityscapes_train_on_trainset.pth \
