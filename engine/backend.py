@@ -200,7 +200,7 @@ class Options:
 
 
 def load(path, *, device="cpu", mode="fast", amp="none", inform=None, network=None, fits=True, data=None, mean=None,
-         flag="--resume"):
+         flag="model file"):
     """The Backend of a model file: a checkpoint (.pth), an ONNX graph (.onnx) or an OpenVINO IR (.xml).
 
     device: where a checkpoint runs ("cpu", "cuda", "cuda:1" or a torch.device); an exported file runs on the CPU.
@@ -211,8 +211,8 @@ def load(path, *, device="cpu", mode="fast", amp="none", inform=None, network=No
         them, and the file must fit them (unless fits=False). data: (data_dir, dataset_list, classes, ignore_label)
         of an eval script, whose statistics a checkpoint without a mean needs. mean: the mean to take when nothing
         else tells it (engine.checkpoint.input_mean).
-    flag: how a user error names the file (the command line's flag; engine.cli.load_options turns flags into these
-        keywords)."""
+    flag: how a user error names the file: the command line's flag ("--resume"; engine.cli.load_options turns the
+        flags into these keywords), or by default "model file"."""
     if mode not in MODES or amp not in ("none", *TorchBackend.amps):
         raise ValueError(f"load(mode={mode!r}, amp={amp!r}): mode is one of {', '.join(MODES)}, amp one of none, "
                          f"{', '.join(TorchBackend.amps)}")

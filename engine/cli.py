@@ -144,7 +144,7 @@ def load_options(args):
     checkpoint = model_file_kind(args.resume) == "checkpoint"
     return {"device": select_device(args)[0] if args.cuda and checkpoint else "cpu",
             "mode": "plain" if args.plain else "compile" if args.compile else "fast",
-            "amp": args.amp, "inform": args.inform_data_file}
+            "amp": args.amp, "inform": args.inform_data_file, "flag": "--resume"}
 
 
 def segmenter_options(args):

@@ -63,7 +63,7 @@ def test_the_flags_become_load_s_keywords_in_one_place(ckpt, monkeypatch):
     from engine.cli import load_options
     flags = dict(resume=ckpt, cuda=False, gpus="0", plain=False, compile=True, amp="bf16", inform_data_file="i.pkl")
     assert load_options(SimpleNamespace(**flags)) == {"device": "cpu", "mode": "compile", "amp": "bf16",
-                                                      "inform": "i.pkl"}
+                                                      "inform": "i.pkl", "flag": "--resume"}
     assert load_options(SimpleNamespace(**dict(flags, plain=True)))["mode"] == "plain"
     asked = []
     monkeypatch.setattr("engine.cli.select_device", lambda args: asked.append(args.resume) or (torch.device("cpu"), []))
@@ -74,8 +74,10 @@ def test_the_flags_become_load_s_keywords_in_one_place(ckpt, monkeypatch):
 
 def test_an_exported_file_that_is_missing_is_one_sentence(tmp_path):
     for name in ("gone.onnx", "gone.xml"):
-        with pytest.raises(UserError, match=f"--resume .*{name} does not exist"):
+        with pytest.raises(UserError, match=f"^model file .*{name} does not exist"):  # Python's call
             load(str(tmp_path / name))
+        with pytest.raises(UserError, match=f"^--resume .*{name} does not exist"):  # the scripts'
+            load(str(tmp_path / name), flag="--resume")
 
 
 def test_training_imports_no_inference_export_or_web_module():

@@ -71,7 +71,7 @@ def main(args):
     if args.int8 and args.image:
         raise UserError("--image is for the fp32 check; int8 is checked on images held out from --calibration, or on "
                         "--val_data_list: leave --image out.")
-    source = load(args.resume, inform=args.inform_data_file)
+    source = load(args.resume, inform=args.inform_data_file, flag="--resume")
     # What the check runs on is read now, before the slow work (quantizing, checking): a wrong path fails at once.
     if args.int8:
         paths, check = int8_check(source, calibration_images(args.calibration, args.data_dir),
