@@ -99,7 +99,7 @@ class Segmenter:
                 yield frame, pred
             return
         for frame, labels in self.backend.stream(decoded, self.profile):
-            yield frame, labels[0].to(torch.uint8).numpy()
+            yield frame, labels[0].to(torch.uint8).cpu().numpy()
 
     def colours(self, pred):
         """(H, W, 3) uint8 RGB: each pixel of the class ids `pred` in its class's colour."""

@@ -88,3 +88,29 @@ def test_training_imports_no_inference_export_or_web_module():
     deployment = {"engine.backend", "engine.export", "engine.evaluate", "engine.segmenter", "model.inference",
                   "onnx", "onnxruntime", "openvino", "nncf", "gradio"}
     assert not loaded & deployment, loaded & deployment
+
+
+def test_every_backend_streams_and_the_segmenter_asks_no_backend_what_it_is(ckpt):
+    """Backend.stream: one batch at a time in the base class, in order; Segmenter.stream calls it whatever the
+    backend (an OpenVINOBackend overrides it to keep two frames in flight)."""
+    from engine.profile import Profile
+    from engine.segmenter import Segmenter
+    backend = load(ckpt)
+    images = [np.full((16, 24, 3), v, np.uint8) for v in (0, 128, 255)]
+    profile = Profile()
+    out = list(backend.stream(((i, backend.prepare(image)) for i, image in enumerate(images)), profile))
+    assert [tag for tag, _ in out] == [0, 1, 2] and profile.seconds["network"] > 0
+    for (_, labels), image in zip(out, images):
+        assert torch.equal(labels, backend.labels(backend.prepare(image)))
+
+    class Recording(TorchBackend):
+        def stream(self, items, profile=None):
+            self.streamed = True
+            return super().stream(items, profile)
+    recording = Recording(ckpt, backend.weights, backend.model, "eager")
+    recording.mean = backend.mean
+    seg = Segmenter(recording)
+    frames = list(seg.stream((image, seg.input(image)) for image in images))
+    assert recording.streamed and [f is i for (f, _), i in zip(frames, images)] == [True] * 3
+    assert all(pred.dtype == np.uint8 and pred.shape == (16, 24) for _, pred in frames)
+    assert seg.class_names == backend.class_names and seg.palette == backend.palette and seg.classes == 11
