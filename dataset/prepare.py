@@ -21,7 +21,7 @@ from dataset import coco, custom, labelme, layouts
 from dataset.classes_file import background_class, find_classes_file, read_classes
 from dataset.inform import get_inform
 from dataset.palettes import default_palette
-from utils.log import log
+from utils.log import log, notice
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, save_json, save_png, staged_folder
 from utils.progress import iterate, plural
@@ -44,6 +44,14 @@ class Sample:
     counts: dict = None    # value (colour masks: class index) -> pixels
     palette: list = None   # a palettized mask's colours
     size: tuple = None     # (H, W) of its image
+
+    def decode(self):
+        """The BGR image as the loader sees it (EXIF orientation applied), or the one inside its LabelMe file; one
+        sentence naming the file when it cannot be decoded."""
+        image = self.embedded() if self.embedded else cv2.imread(str(self.image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"image {self.image} cannot be decoded (damaged, or not an image); replace or remove it.")
+        return image
 
 
 def rel(path, data_dir):
@@ -88,7 +96,7 @@ def from_labelme(data_dir, table):
     names, background = labelme.class_names(found_labels, table)
     index = {n: i for i, n in enumerate(names)}
     if left:
-        log(f"notice: {plural(left, 'line or point shape')} left out: they cover no area.")
+        notice(f"{plural(left, 'line or point shape')} left out: they cover no area.")
     where = files[0].parent if len({p.parent for p in files}) == 1 else data_dir
     return "LabelMe", f"{plural(len(files), 'LabelMe file')} in {where}", samples, [], names
 
@@ -110,7 +118,7 @@ def from_coco(data_dir, files, table):
                                       check_stated(p, s, size, i) or coco.rasterize(p, d, a, size, value_of,
                                                                                     background), "annotation", None)))
     if bare:
-        log(f"notice: {plural(bare, 'image')} of the COCO files have no annotation: read as all background.")
+        notice(f"{plural(bare, 'image')} of the COCO files have no annotation: read as all background.")
     words = ", ".join(str(p) for p, _ in docs) + (" (splits: " + ", ".join(splits) + ")" if splits[0] else "")
     return "COCO", words, samples, [], names
 
@@ -135,7 +143,7 @@ def find_format(data_dir, fmt, coco_file, mask_suffix, table):
         raise UserError(f"{data_dir} holds {named or 'none of the layouts this tool reads'}"
                         f"{'' if named else ': ' + layouts.LAYOUTS}; see docs/own-data.md for every layout.")
     if found[0] == "masks" and fmt == "auto" and labelme.find(data_dir):
-        log(f"notice: {data_dir} also holds LabelMe files; the masks are used (--format labelme reads those).")
+        notice(f"{data_dir} also holds LabelMe files; the masks are used (--format labelme reads those).")
     return found
 
 
@@ -145,9 +153,7 @@ def check(sample, colours):
     if sample.source.suffix.lower() in (".jpg", ".jpeg"):
         raise UserError(f"mask {sample.source} is a JPEG; JPEG compression changes the class values at every edge, "
                         f"so masks must be lossless PNG: export it again as PNG.")
-    image = sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-    if image is None:  # as the loader sees it (EXIF orientation applied)
-        raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove it.")
+    image = sample.decode()
     values, kind, palette = sample.read(image.shape[:2])
     if values.shape[:2] != image.shape[:2]:
         raise UserError(f"mask {sample.source} is {values.shape[1]}x{values.shape[0]} but its image {sample.image} "
@@ -191,8 +197,8 @@ def decide_classes(classes_path, table, checked):
                                 f"classes file or fix the mask.")
     names = [name for name, _ in table] if table else None
     if binary:
-        log("notice: the masks hold only the values 0 and 255: read as binary masks, 0 = background and 255 = the "
-            "foreground (class 1), not 255 = ignore.")
+        notice("the masks hold only the values 0 and 255: read as binary masks, 0 = background and 255 = the "
+               "foreground (class 1), not 255 = ignore.")
         return names or ["background", "foreground"], True
     if names:
         return names, False
@@ -202,7 +208,7 @@ def decide_classes(classes_path, table, checked):
         raise UserError(f"mask {bad.source} has the value {max(bad.counts)}; class values must be 0..254 (255 = "
                         f"ignore): renumber its classes.")
     if used == [0, 1]:
-        log("notice: the masks hold only the values 0 and 1: two classes, 0 = background and 1 = foreground.")
+        notice("the masks hold only the values 0 and 1: two classes, 0 = background and 1 = foreground.")
         return ["background", "foreground"], False
     n = used[-1] + 1 if used else 1
     if len(used) < n:  # values that skip numbers: said, not renumbered behind the user's back
@@ -211,10 +217,10 @@ def decide_classes(classes_path, table, checked):
             for v, count in c.counts.items():
                 total[v] = total.get(v, 0) + count
         present = ", ".join(f"{v} ({plural(total[v], 'pixel')})" for v in used)
-        log(f"notice: the masks use the class values {present}: that makes {n} classes 0..{n - 1}, "
-            f"{n - len(used)} of which never occur; they are not renumbered. A classes file (--classes) names "
-            f"the {n} classes in index order (its line {used[-1] + 1} names value {used[-1]}); to train only "
-            f"{len(used)} classes, renumber the masks 0..{len(used) - 1}.")
+        notice(f"the masks use the class values {present}: that makes {n} classes 0..{n - 1}, "
+               f"{n - len(used)} of which never occur; they are not renumbered. A classes file (--classes) names "
+               f"the {n} classes in index order (its line {used[-1] + 1} names value {used[-1]}); to train only "
+               f"{len(used)} classes, renumber the masks 0..{len(used) - 1}.")
     return [f"class_{i}" for i in range(n)], False
 
 
@@ -281,7 +287,7 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     for flag, path in (("--classes", classes), ("--coco", coco_file)):
         if path and not os.path.isfile(path):
             raise UserError(f"{flag} {path} does not exist; give the path of a file.")
-    classes_path = find_classes_file(data_dir, classes, log)
+    classes_path = find_classes_file(data_dir, classes)
     table = read_classes(classes_path) if classes_path else None
     colours = [c for _, c in table] if table and table[0][1] else None
     fmt_name, words, samples, unpaired, names = find_format(data_dir, fmt, coco_file, mask_suffix, table)
@@ -293,8 +299,8 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
                         f"pairs with masks/a/x.png.")
     check_writable_dir(str(data_dir), "DATA_DIR")
     if unpaired:
-        log(f"notice: {plural(len(unpaired), 'file')} left out: {', '.join(unpaired[:SHOW])}"
-            + (f" and {len(unpaired) - SHOW} more" if len(unpaired) > SHOW else "") + ".")
+        notice(f"{plural(len(unpaired), 'file')} left out: {', '.join(unpaired[:SHOW])}"
+               + (f" and {len(unpaired) - SHOW} more" if len(unpaired) > SHOW else "") + ".")
 
     # Every image and mask once, before anything is written.
     checked = splits["train"] + splits["val"]
@@ -307,9 +313,7 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     for sample in iterate(checked, "checking images and masks", "pairs"):
         check(sample, colours)
     for sample in splits["test"]:
-        if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
-            raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
-                            f"it.")
+        sample.decode()
     binary = False
     if names is None:
         names, binary = decide_classes(classes_path, table, checked)

@@ -30,6 +30,13 @@ OWNER = ".cgnet-owner"  # inside a staging folder: its lock file, naming the own
 # The one list of each, for every tool that finds images or videos by name (datasets, segment, the web page).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+MODEL_KINDS = {".onnx": "onnx", ".xml": "openvino"}  # an exported model by its suffix; anything else: a checkpoint
+
+
+def model_file_kind(path):
+    """'checkpoint', 'onnx' or 'openvino': the one place where a model file's suffix is read (engine.backend opens
+    the file by it; engine.cli picks a GPU only for a checkpoint)."""
+    return MODEL_KINDS.get(os.path.splitext(str(path))[1].lower(), "checkpoint")
 
 
 def _lock(path):
@@ -99,11 +106,7 @@ def staged_folder(folder, log=print):
     write into one folder at once: each cleans up only the staging folders of runs that were killed.
     A move is a rename within one file system: for 1000 PNGs it costs milliseconds (docs/training.md, 'No partial
     outputs'), against decoding every label once more to check it before writing anything."""
-    created = []  # the folders makedirs creates, deepest first
-    probe = os.path.abspath(folder)
-    while not os.path.exists(probe):
-        created.append(probe)
-        probe = os.path.dirname(probe)
+    created = _missing_folders(folder)  # the folders makedirs creates, deepest first
     os.makedirs(folder, exist_ok=True)
     remove_stale(folder, log)
     # Made under another name and renamed once locked: a cleanup never sees a staging folder without its lock.
@@ -181,12 +184,19 @@ class BackgroundWriter:
                 self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _missing_folders(path):
+    """`path` (absolute) and those of its parents that do not exist, deepest first: what creating it creates."""
+    missing, probe = [], os.path.abspath(path)
+    while not os.path.exists(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    return missing
+
+
 def _existing_ancestor(path):
     """`path` itself if it exists, else its nearest existing parent: what creating it would write into."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    return probe
+    missing = _missing_folders(path)
+    return os.path.dirname(missing[-1]) if missing else os.path.abspath(path)
 
 
 def check_writable_dir(path, flag):
