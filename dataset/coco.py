@@ -23,6 +23,7 @@ import numpy as np
 from dataset.classes_file import BACKGROUND_NAMES
 from dataset.layouts import split_name
 from utils.errors import UserError
+from utils.files import top_level_keys
 
 try:
     from pycocotools import mask as coco_mask
@@ -35,13 +36,11 @@ def require():
         raise UserError("reading COCO JSON needs pycocotools; install it with pip install -r requirements.txt.")
 
 
+KEYS = ("images", "annotations", "categories")
+
+
 def looks_like_coco(path):
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            head = f.read(1 << 20)
-    except OSError:
-        return False
-    return all(f'"{k}"' in head for k in ("images", "annotations", "categories"))
+    return top_level_keys(path, KEYS) >= set(KEYS)
 
 
 def find(data_dir):

@@ -19,11 +19,12 @@ from PIL import Image, ImageDraw
 
 from dataset.classes_file import BACKGROUND_NAMES, IGNORE_NAME
 from utils.errors import UserError
-from utils.files import IMAGE_EXTENSIONS
+from utils.files import IMAGE_EXTENSIONS, top_level_keys
 
 AREAS = {"polygon": 3, "rectangle": 2, "circle": 2, "mask": 1}  # shape type: the points it needs
 NO_AREA = ("line", "linestrip", "point", "points")
 IGNORE = 255
+KEYS = ("shapes", "imagePath")
 
 
 def load(path):
@@ -42,12 +43,7 @@ def find(data_dir):
         rel = path.relative_to(data_dir).as_posix()
         if "/." in f"/{rel}" or path.name.startswith("cgnet_"):
             continue
-        try:
-            with open(path, encoding="utf-8-sig") as f:
-                head = f.read(1 << 20)
-        except OSError:
-            continue
-        if '"shapes"' in head and '"imagePath"' in head:
+        if top_level_keys(path, KEYS) >= set(KEYS):
             found.append(path)
     return found
 
