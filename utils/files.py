@@ -142,10 +142,11 @@ def save_png(path, array, palette=None):
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def save_json(path, obj):
+def save_json(path, obj, indent=2):
+    """indent=None: compact, for files of many numbers (a COCO file's polygons)."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(obj, f, indent=indent, separators=None if indent else (",", ":"))
     atomic_write(path, write)
 
 
