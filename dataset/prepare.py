@@ -62,7 +62,7 @@ def from_masks(data_dir, mask_suffix):
     rows, unpaired, words = found
     samples = [Sample(split, image, key_of(image, data_dir), mask, (lambda size, m=mask: custom.read_mask(m))
                       if mask else None) for split, image, mask in rows]
-    return "masks", words, samples, unpaired, None
+    return "masks", words, samples, unpaired, None, False
 
 
 def from_labelme(data_dir, table):
@@ -89,13 +89,17 @@ def from_labelme(data_dir, table):
     index = {n: i for i, n in enumerate(names)}
     if left:
         log(f"notice: {plural(left, 'line or point shape')} left out: they cover no area.")
+    if background is None:
+        log("notice: no label names a background, so the pixels no shape covers are ignored (255), not a class; a "
+            "classes file naming _background_ (labelme2voc's labels.txt) or a shape labelled _background_ makes "
+            "them one.")
     where = files[0].parent if len({p.parent for p in files}) == 1 else data_dir
-    return "LabelMe", f"{plural(len(files), 'LabelMe file')} in {where}", samples, [], names
+    return "LabelMe", f"{plural(len(files), 'LabelMe file')} in {where}", samples, [], names, False
 
 
 def from_coco(data_dir, files, table):
     docs = [(path, coco.load(path)) for path in files]
-    names, background = coco.class_names(docs, table)
+    names, background, added = coco.class_names(docs, table)
     value_of = {n: i for i, n in enumerate(names)}
     splits = [coco.split_of(path) for path, _ in docs] if len(docs) > 1 else [None]
     if len(docs) > 1 and None in splits:
@@ -112,7 +116,7 @@ def from_coco(data_dir, files, table):
     if bare:
         log(f"notice: {plural(bare, 'image')} of the COCO files have no annotation: read as all background.")
     words = ", ".join(str(p) for p, _ in docs) + (" (splits: " + ", ".join(splits) + ")" if splits[0] else "")
-    return "COCO", words, samples, [], names
+    return "COCO", words, samples, [], names, added
 
 
 def check_stated(path, stated, size, image):
@@ -174,6 +178,20 @@ def colour_index(path, rgb, colours):
         raise UserError(f"mask {path} has colours not in the classes file: {shown}; add a class for each to the "
                         f"classes file (--classes) or repaint them.")
     return index
+
+
+def drop_background(names, checked):
+    """The classes without the background put in front of them, which no pixel is (every pixel is annotated, as
+    in our own pre-labels): class v becomes v - 1, so that the classes are the categories in their order."""
+    log("notice: every pixel is annotated, so no background class is added: the categories are the classes.")
+    for c in checked:
+        c.counts = {v if v == custom.IGNORE else v - 1: n for v, n in c.counts.items()}
+        c.read = lambda size, read=c.read: shifted(*read(size))
+    return names[1:]
+
+
+def shifted(values, kind, palette):
+    return np.where(values == custom.IGNORE, values, values - 1).astype(np.uint8), kind, palette
 
 
 def decide_classes(classes_path, table, checked):
@@ -284,7 +302,7 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     classes_path = find_classes_file(data_dir, classes, log)
     table = read_classes(classes_path) if classes_path else None
     colours = [c for _, c in table] if table and table[0][1] else None
-    fmt_name, words, samples, unpaired, names = find_format(data_dir, fmt, coco_file, mask_suffix, table)
+    fmt_name, words, samples, unpaired, names, added = find_format(data_dir, fmt, coco_file, mask_suffix, table)
     log(f"found {fmt_name}: {words}" + (f"; classes from {classes_path}" if classes_path else ""))
     splits = layouts.assign([(s.split, s.key, s) for s in samples], val_fraction)
     splits = {k: [s[2] for s in v] for k, v in splits.items()}
@@ -310,12 +328,12 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
         if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
             raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
                             f"it.")
+    if added and not any(c.counts.get(0) for c in checked):
+        names = drop_background(names, checked)
     binary = False
     if names is None:
         names, binary = decide_classes(classes_path, table, checked)
     n = len(names)
-    if table and table[0][1] and len(table) == n - 1:  # annotations: background put in front of the file's classes
-        table = [(names[0], (0, 0, 0))] + table
     palette, source = choose_palette(table if table and len(table) == n else None, checked, n)
     pixels = [0] * n
     for c in splits["train"]:
