@@ -3,8 +3,8 @@
 Files: annotations/instances_*.json (COCO, CVAT), _annotations.coco.json in each split folder (Roboflow), any
 JSON in DATA_DIR or annotations/ with images, annotations and categories (Label Studio), or --coco FILE. A file
 whose name or folder says train, val/valid or test gives that split; several such files are used as train/val.
-An image's file_name is looked for beside the file, in images/ and in DATA_DIR (and in COCO's train2017/ for
-instances_train2017.json).
+An image's file_name is looked for beside the file, in images/ and in DATA_DIR (and for instances_X.json in
+images/X/, as CVAT's COCO 1.0 export puts them in images/default/, and in X/, as COCO's own train2017/).
 
 Classes: the categories in id order as 1..n with background 0 (a category named background is class 0; an added
 background that no pixel is, as in our own pre-labels, is dropped: the categories are then the classes 0..n-1);
@@ -102,9 +102,10 @@ def image_candidates(path, data_dir, file_name):
     name = file_name.replace("\\", "/")
     base = name.rsplit("/", 1)[-1]
     folders = [path.parent, path.parent / "images", data_dir / "images", data_dir, path.parent.parent / "images"]
-    coco_split = re.fullmatch(r"instances_(.+)", path.stem)
-    if coco_split:
-        folders.append(data_dir / coco_split.group(1))  # COCO's annotations/instances_train2017.json: train2017/
+    subset = re.fullmatch(r"instances_(.+)", path.stem)
+    if subset:  # CVAT's COCO 1.0 with images: images/default/ for instances_default.json (datumaro's rule)
+        folders += [data_dir / "images" / subset.group(1), path.parent.parent / "images" / subset.group(1),
+                    data_dir / subset.group(1)]  # COCO's own annotations/instances_train2017.json: train2017/
     return [f / n for f in folders for n in (name, base)]
 
 

@@ -55,11 +55,19 @@ def key_of(path, data_dir):
     return "/".join("_up" if p == ".." else p for p in rel(path, data_dir).split("/"))
 
 
-def from_masks(data_dir, mask_suffix):
-    found = layouts.mask_pairs(data_dir, mask_suffix)
-    if found is None:
-        return None
-    rows, unpaired, words = found
+def from_masks(data_dir, mask_suffix, given=None, pairs=None):
+    """Masks found by the layouts' table, or in the folders given (--images/--masks), or listed (--pairs)."""
+    if pairs:
+        rows, unpaired, words = layouts.csv_pairs(pairs), [], f"the pairs listed in {pairs}"
+    else:
+        found = layouts.mask_pairs(data_dir, mask_suffix, given)
+        if found is None:
+            if given:
+                raise UserError(f"no image in {', '.join(str(f.images) for f in given)} has a mask in "
+                                f"{', '.join(str(f.masks) for f in given)}; masks pair with images by name (and "
+                                f"--mask_suffix).")
+            return None
+        rows, unpaired, words = found
     samples = [Sample(split, image, key_of(image, data_dir), mask, (lambda size, m=mask: custom.read_mask(m))
                       if mask else None) for split, image, mask in rows]
     return "masks", words, samples, unpaired, None, False
@@ -126,7 +134,9 @@ def check_stated(path, stated, size, image):
                         f"again.")
 
 
-def find_format(data_dir, fmt, coco_file, mask_suffix, table):
+def find_format(data_dir, fmt, coco_file, mask_suffix, table, given=None, pairs=None):
+    if given or pairs:
+        return from_masks(data_dir, mask_suffix, given, pairs)
     if fmt in ("auto", "coco"):
         files = [Path(coco_file)] if coco_file else coco.find(data_dir)
         if files:
@@ -137,7 +147,8 @@ def find_format(data_dir, fmt, coco_file, mask_suffix, table):
     if found is None:
         named = {"coco": "no COCO file", "masks": "no images with masks", "labelme": "no LabelMe file"}.get(fmt)
         raise UserError(f"{data_dir} holds {named or 'none of the layouts this tool reads'}"
-                        f"{'' if named else ': ' + layouts.LAYOUTS}; see the README, 'Train on your own data'.")
+                        f"{'' if named else ': ' + layouts.LAYOUTS}; say where the images and masks are with "
+                        f"{layouts.EXPLICIT} (docs/own-data.md).")
     if found[0] == "masks" and fmt == "auto" and labelme.find(data_dir):
         log(f"notice: {data_dir} also holds LabelMe files; the masks are used (--format labelme reads those).")
     return found
@@ -291,18 +302,22 @@ def write_list(path, rows):
     atomic_write(str(path), lambda tmp: Path(tmp).write_text(text))
 
 
-def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coco_file=None, mask_suffix=None):
-    """Check data_dir and write what custom_train.py needs into it; returns the description written."""
+def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coco_file=None, mask_suffix=None,
+            images=(), masks=(), pairs=None):
+    """Check data_dir and write what custom_train.py needs into it; returns the description written. images and
+    masks (folders, in pairs) or pairs (a CSV of image,mask[,split]) say where the masks are, for any layout."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"DATA_DIR {data_dir} is not a folder; give your dataset's folder ({layouts.LAYOUTS}).")
-    for flag, path in (("--classes", classes), ("--coco", coco_file)):
+    for flag, path in (("--classes", classes), ("--coco", coco_file), ("--pairs", pairs)):
         if path and not os.path.isfile(path):
             raise UserError(f"{flag} {path} does not exist; give the path of a file.")
     classes_path = find_classes_file(data_dir, classes, log)
     table = read_classes(classes_path) if classes_path else None
     colours = [c for _, c in table] if table and table[0][1] else None
-    fmt_name, words, samples, unpaired, names, added = find_format(data_dir, fmt, coco_file, mask_suffix, table)
+    given = layouts.given_folders(images or [], masks or []) if images or masks else None
+    fmt_name, words, samples, unpaired, names, added = find_format(data_dir, fmt, coco_file, mask_suffix, table,
+                                                                   given, pairs)
     log(f"found {fmt_name}: {words}" + (f"; classes from {classes_path}" if classes_path else ""))
     splits = layouts.assign([(s.split, s.key, s) for s in samples], val_fraction)
     splits = {k: [s[2] for s in v] for k, v in splits.items()}
