@@ -11,8 +11,8 @@ the lists, a description of the classes and the statistics into DATA_DIR, and pr
 
 Formats: masks (the layouts of dataset/layouts.py's table: images/ + masks/, VOC, mmsegmentation, KITTI, ADE20K,
 U-Net, Kaggle's X/ + X_masks/, side by side with a suffix, or where --images/--masks or --pairs say), LabelMe
-JSON and COCO JSON; classes files in .txt, .csv, .json and CVAT's labelmap.txt. The rules live in dataset/ (dataset.prepare
-and the modules it names); the README's 'Train on your own data' gives every format and the overlap rules.
+JSON and COCO JSON; classes files in .txt, .csv, .json and CVAT's labelmap.txt. The rules live in dataset/
+(dataset.prepare and the modules it names); docs/own-data.md gives every format and the overlap rules.
 """
 import argparse
 import sys
