@@ -201,3 +201,22 @@ def test_explicit_flags_refused_in_one_sentence(tmp_path, capsys, argv, says):
 def test_every_layout_of_the_table_is_named_in_the_refusal():
     from dataset import layouts
     assert all(name in layouts.LAYOUTS for name, _ in layouts.TABLE) and SHAPE_CLASSES
+
+
+def test_a_coco_file_that_annotates_every_pixel_gets_no_empty_background(tmp_path, capsys):
+    """Our COCO pre-labels of a model without a background class, after a CVAT round trip (no classes.txt): the
+    categories are the classes, in their order, so fine-tuning that model keeps its classifier (item 1)."""
+    from dataset.annotations import CocoWriter
+    root = tmp_path / "cvat"
+    writer = CocoWriter(["road", "car", "sky"])
+    for i in range(3):
+        rgb, label = scene(i, 5)
+        write(root / "images" / f"x{i}.png", rgb[:, :, ::-1])
+        writer.add(f"x{i}.png", np.minimum(label, 2))
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(writer.document()))
+    desc = prepare(root, "--val_fraction", "0")
+    assert desc["class_names"] == ["road", "car", "sky"] and "no background class is added" in capsys.readouterr().out
+    masks = {line.split()[0]: cv2.imread(str(root / line.split()[1]), cv2.IMREAD_UNCHANGED)
+             for line in (root / "cgnet_train_list.txt").read_text().splitlines()}
+    assert all((masks[f"images/x{i}.png"] == np.minimum(scene(i, 5)[1], 2)).all() for i in range(3))  # exact
