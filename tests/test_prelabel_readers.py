@@ -9,6 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import shared_path
 from tools import segment
@@ -43,7 +44,9 @@ def names_of(out):
     return (out / "classes.txt").read_text().split()
 
 
-def test_labelme_reads_our_labelme_files_as_predicted(prelabelled):
+def test_labelme_reads_our_labelme_files_as_predicted(prelabelled, monkeypatch):
+    # labelme's module lifts Pillow's decompression-bomb limit for the whole process: put back after the test
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     pytest.importorskip("labelme", reason="labelme is a development requirement (requirements-dev.txt)")
     from labelme._label_file import LabelFile
     from labelme.utils import shapes_to_label
