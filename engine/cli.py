@@ -4,6 +4,7 @@ import os
 
 from dataset.custom import read_description
 from dataset.specs import DatasetSpec, spec_from_description
+from engine.published import PUBLISHED
 from model import MODELS
 from utils.args import positive_float, positive_int, non_negative_int, scale_list, seed_int, size_pair, str2bool
 from utils.device import select_device
@@ -62,8 +63,10 @@ def train_parser(spec):
                        help="checkpoint to continue from, or 'auto' for the run folder's checkpoint.pth if any")
     start.add_argument("--weights", default=None,
                        help="start a new run (epoch 0, fresh optimizer and LR schedule) from the weights of this "
-                            "checkpoint (ours or the original release's); with another class count the "
-                            "classifier starts fresh (fine-tuning, transfer)")
+                            "checkpoint (ours, the original release's, mmsegmentation's) or of a published one by "
+                            f"name ({', '.join(PUBLISHED)}: downloaded to tools/download_weights.py's path once, "
+                            "sha256 checked); with another class count the classifier starts fresh (fine-tuning, "
+                            "transfer)")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a run folder that holds an earlier run's checkpoints, deleting them "
                         "(without it such a run is refused)")

@@ -254,9 +254,10 @@ def get_args_parser():
                    help="after each video, print where a frame's time went: decode, preprocess, network, colour and "
                         "blend, encode, write (ms per frame)")
     p.add_argument("--save_annotations", choices=ANNOTATION_FORMATS, default=None,
-                   help="also write the images' predictions as polygons a labelling tool opens: labelme (OUT/{stem}"
-                        ".json) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct them there "
-                        "and prepare them with tools/prepare_dataset.py")
+                   help="also write the images' predictions as annotations a labelling tool opens, with the images "
+                        "in OUT/images/ and the model's classes in OUT/classes.txt: labelme (OUT/images/{stem}.json, "
+                        "OUT/labels.txt) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct "
+                        "them there, prepare them with tools/prepare_dataset.py OUT and fine-tune with --weights")
     segmenter_flags(p)
     return p
 

@@ -6,6 +6,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -144,10 +145,11 @@ def save_png(path, array, palette=None):
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def save_json(path, obj):
+def save_json(path, obj, indent=2):
+    """indent=None: compact, for files of many numbers (a COCO file's polygons)."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(obj, f, indent=indent, separators=None if indent else (",", ":"))
     atomic_write(path, write)
 
 
@@ -219,3 +221,45 @@ def check_writable_file(path, flag):
                         f"give a path in a folder.")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} cannot be written (no write permission on {probe}); give another path.")
+
+
+TOKENS = re.compile(r'\\.|["{}\[\]]', re.S)  # an escape, a quote, a bracket: all a look at the structure needs
+
+
+def top_level_keys(path, wanted, block=1 << 20):
+    """The keys of the JSON object in path, read as a stream until all of `wanted` are seen: a file of any size is
+    recognised by its keys whatever their order, after a few bytes when they come first (CVAT's COCO files). A string
+    at the top level counts as a key (a value such as "info": "images" too: harmless here). A file that does not open
+    as UTF-8 has none."""
+    keys, depth, in_string, start, carry = set(), 0, False, None, ""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            while True:
+                chunk = f.read(block)
+                if not chunk:
+                    return keys
+                while chunk.endswith("\\"):  # never end a block on a backslash: an escape cut in two ends a string
+                    more = f.read(1)
+                    if not more:
+                        break
+                    chunk += more
+                text, carry = carry + chunk, ""
+                for m in TOKENS.finditer(text):
+                    t = m.group()
+                    if in_string:
+                        if t == '"':
+                            in_string = False
+                            if depth == 1 and start is not None:
+                                keys.add(text[start:m.start()])
+                                if keys >= set(wanted):
+                                    return keys
+                    elif t == '"':
+                        in_string, start = True, m.end()
+                    elif t in "{[":
+                        depth += 1
+                    elif t in "}]":
+                        depth -= 1
+                if in_string and depth == 1 and start is not None:  # a key cut by the block: its start comes along
+                    carry, start = (text[start:], 0) if len(text) - start < 256 else ("", None)
+    except (OSError, UnicodeDecodeError):
+        return keys
