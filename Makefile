@@ -9,10 +9,11 @@ venv: $(VENV)/.installed
 	@echo "environment ready in $(VENV)/; for the README's python commands, first run: source $(BIN)/activate"
 
 # Re-install only when a requirements file changes.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 # The quick tier in one process, then the slow tier one test file per process: a whole-suite process crashed

@@ -43,7 +43,7 @@ def make(target, folder):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_venv_ends_by_saying_how_to_activate(tmp_path):
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt"):
         shutil.copy(os.path.join(ROOT, name), tmp_path)
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / ".installed").touch()  # installed already: only the closing line runs
