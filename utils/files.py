@@ -34,7 +34,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 
 # OSErrors that say the disk cannot take what is written: each becomes one sentence naming the folder.
-NO_ROOM = {errno.ENOSPC: "is full", errno.EDQUOT: "has used up its quota", errno.EROFS: "is read-only"}
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 NEARLY_FULL = 64 * 1024  # bytes free below which a writer that does not tell why it failed (torch, OpenCV) met a full disk
 
 
@@ -48,6 +48,8 @@ def no_room(error, folder, needed=None, written=None):
     over its quota, read-only; or any write error of a library while under NEARLY_FULL bytes are free), else None.
     `needed`: the bytes the write needed, when known; `written`: else what it had written when it failed."""
     code = getattr(error, "errno", None)
+    while STAGE_PREFIX in folder:  # a staging folder is ours: the user knows the folder it is delivered into
+        folder = os.path.dirname(folder)
     if code == errno.EROFS:
         return UserError(f"cannot write into {folder}: its file system is read-only; choose another folder.")
     try:
