@@ -39,6 +39,7 @@ from engine.video import segment_video, video_metadata  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
 from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.quiet import filter_stderr, quiet_libraries  # noqa: E402
 from utils.files import IMAGE_EXTENSIONS  # noqa: E402
 
 # The demo's synthetic test scenes (tools/demo.py, `make demo`), offered as examples when they exist.
@@ -263,6 +264,7 @@ def launch(app, args, examples, block=True):
 
 
 def main(args):
+    quiet_libraries()
     if args.examples != DEMO_EXAMPLES and not os.path.isdir(args.examples):
         raise UserError(f"--examples {args.examples} is not a folder; give a folder of images, or leave the flag out.")
     seg = load_segmenter(args)
@@ -291,4 +293,5 @@ def get_args_parser():
 
 
 if __name__ == "__main__":
+    filter_stderr(log)
     run_cli(main, get_args_parser())

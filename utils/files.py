@@ -65,6 +65,13 @@ def no_room(error, folder, needed=None, written=None):
                      f"or choose another folder, and run it again.")
 
 
+def check_room(folder):
+    """After a writer that does not report a failed write (OpenCV's VideoWriter): a disk left with under
+    NEARLY_FULL bytes free most likely cut its file short, which is said as a full disk is."""
+    if free_bytes(folder) < NEARLY_FULL:
+        raise no_room(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder)
+
+
 def _size(path):
     """Bytes under `path` (a file or a folder), 0 when it is gone."""
     if os.path.isfile(path):
