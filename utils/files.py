@@ -38,6 +38,10 @@ NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 NEARLY_FULL = 64 * 1024  # bytes free below which a writer that does not tell why it failed (torch, OpenCV) met a full disk
 
 
+class NoRoom(UserError):
+    """A UserError saying that a disk cannot take what was written (a web page words it for its visitors)."""
+
+
 def free_bytes(folder):
     """Bytes a user may still write on the file system of `folder` (or of its nearest existing parent)."""
     return shutil.disk_usage(_existing_ancestor(folder)).free
@@ -51,7 +55,7 @@ def no_room(error, folder, needed=None, written=None):
     while STAGE_PREFIX in folder:  # a staging folder is ours: the user knows the folder it is delivered into
         folder = os.path.dirname(folder)
     if code == errno.EROFS:
-        return UserError(f"cannot write into {folder}: its file system is read-only; choose another folder.")
+        return NoRoom(f"cannot write into {folder}: its file system is read-only; choose another folder.")
     try:
         free = free_bytes(folder)
     except OSError:
@@ -61,7 +65,7 @@ def no_room(error, folder, needed=None, written=None):
     problem = "disk quota is used up" if code == errno.EDQUOT else "disk is full"
     need = (f"it needed {needed:,} bytes" if needed else
             f"it needed more than the {written:,} bytes written when it filled" if written else "it needed more")
-    return UserError(f"cannot write into {folder}: its {problem} ({need}, {free:,} are free); free some space "
+    return NoRoom(f"cannot write into {folder}: its {problem} ({need}, {free:,} are free); free some space "
                      f"or choose another folder, and run it again.")
 
 
