@@ -19,10 +19,8 @@ the --show window or Ctrl-C end it, and the video so far is delivered with the o
 import argparse
 import glob
 import os
-import struct
 import sys
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +33,7 @@ import cv2  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dataset.annotations import FORMATS as ANNOTATION_FORMATS, Annotations  # noqa: E402
+from dataset.datasets import undecodable  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
 from engine.profile import Profile  # noqa: E402
 from engine.segmenter import OUTPUTS, load_segmenter, probe  # noqa: E402
@@ -173,19 +172,6 @@ def check_outputs(items, timeout, skip_bad=False):
                                 f"rename one, or segment them into different --out folders.")
             written[name] = item
     return kept, skipped, refused
-
-
-def undecodable(path):
-    """Why the image at `path` cannot be decoded whole, or None. Pillow decodes strictly: a truncated JPEG or a
-    PNG with a damaged body is an error there, where OpenCV may return a partly grey image with a warning."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except Image.DecompressionBombError:
-        return None  # beyond Pillow's limit; OpenCV decodes it in the run, which caps what the network sees
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
-        return str(e).rstrip(".") or type(e).__name__
-    return None
 
 
 def unreadable(path):

@@ -45,6 +45,7 @@ import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dataset.datasets import undecodable  # noqa: E402
 from engine.cli import segmenter_flags  # noqa: E402
 from engine.segmenter import load_segmenter, probe  # noqa: E402
 from engine.video import segment_video, video_metadata  # noqa: E402
@@ -115,9 +116,11 @@ def read_image(path, max_megapixels):
     if width * height > max_megapixels * 1e6:
         raise refuse(f"{name} is larger than this page's limit of {max_megapixels:g} Mpixel (--max_megapixels); "
                      f"make it smaller, or segment it with tools/segment.py.")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    broken = undecodable(path)  # strictly, as tools/segment.py's check: a file cut short is not half an image
+    image = None if broken else cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise refuse(f"{name} cannot be decoded by OpenCV; convert it to png or jpg.")
+        raise refuse(f"{name} cannot be decoded ({broken or 'OpenCV cannot read it'}); upload it again whole, or "
+                      f"convert it to png or jpg.")
     return image
 
 
