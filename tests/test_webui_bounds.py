@@ -19,10 +19,11 @@ from gradio_client.exceptions import AppError
 from conftest import ROOT, free_port
 from test_truncated_inputs import cut, write_video
 from tools import webui
+from utils.bounded import BoundedFolder, BytesLRU
 
 
 def test_the_cache_is_bounded_in_bytes_least_recently_used_first():
-    cache = webui.Kept(max_bytes=3000)
+    cache = BytesLRU(max_bytes=3000)
     image, pred = np.zeros((10, 50, 3), np.uint8), np.zeros((10, 50), np.uint8)  # 2000 bytes a pair
     cache.put("a", image, pred)
     cache.put("b", image, pred)  # over the bound: "a" goes
@@ -32,7 +33,7 @@ def test_the_cache_is_bounded_in_bytes_least_recently_used_first():
 
 
 def test_the_temporary_folder_is_bounded_the_oldest_first(tmp_path):
-    temp = webui.Temp(str(tmp_path), max_bytes=2500, max_age=3600)
+    temp = BoundedFolder(str(tmp_path), max_bytes=2500, max_age=3600)
     now = time.time()
     for i in range(3):
         folder = temp.folder()

@@ -12,11 +12,9 @@ The memory criterion of the page: the resident memory after all sessions stays w
 first 5 (a session keeps no image; the cache is bounded by --cache_mb).
 """
 import argparse
-import glob
 import os
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile

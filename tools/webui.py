@@ -24,7 +24,6 @@ oldest first whenever the folder exceeds --max_temp_mb, and all of it when the s
 SIGTERM). A full disk is one sentence to the visitor, and the page serves again once space is back.
 """
 import argparse
-import collections
 import glob
 import html
 import os
@@ -32,8 +31,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -50,6 +47,7 @@ from engine.cli import segmenter_flags  # noqa: E402
 from engine.segmenter import load_segmenter, probe  # noqa: E402
 from engine.video import segment_video, video_metadata  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
+from utils.bounded import BoundedFolder, BytesLRU, release_memory, remove  # noqa: E402
 from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.quiet import filter_stderr, quiet_libraries  # noqa: E402
@@ -117,10 +115,11 @@ def read_image(path, max_megapixels):
         raise refuse(f"{name} is larger than this page's limit of {max_megapixels:g} Mpixel (--max_megapixels); "
                      f"make it smaller, or segment it with tools/segment.py.")
     broken = undecodable(path)  # strictly, as tools/segment.py's check: a file cut short is not half an image
-    image = None if broken else cv2.imread(path, cv2.IMREAD_COLOR)
+    if broken:
+        raise refuse(f"{name} cannot be decoded ({broken}); upload it again whole, or re-save it as png or jpg.")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise refuse(f"{name} cannot be decoded ({broken or 'OpenCV cannot read it'}); upload it again whole, or "
-                      f"convert it to png or jpg.")
+        raise refuse(f"{name} cannot be decoded by OpenCV; convert it to png or jpg.")
     return image
 
 
@@ -166,99 +165,12 @@ def browser_video(mp4, webm):
     return webm
 
 
-class Kept:
-    """The decoded images and predictions the page keeps for re-blending, server-side and bounded in bytes: the
-    least recently used go first. A visitor whose entry went reads it back from the files (the upload and the
-    class-id PNG) while they last."""
-
-    def __init__(self, max_bytes):
-        self.max_bytes, self.bytes = max_bytes, 0
-        self.items = collections.OrderedDict()  # key -> (image, pred)
-        self.lock = threading.Lock()
-
-    def put(self, key, image, pred):
-        with self.lock:
-            self.items[key] = (image, pred)
-            self.bytes += image.nbytes + pred.nbytes
-            while self.bytes > self.max_bytes and self.items:
-                self._pop(next(iter(self.items)))
-
-    def get(self, key):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        return None
-
-    def drop(self, key):
-        with self.lock:
-            if key in self.items:
-                self._pop(key)
-
-    def _pop(self, key):
-        image, pred = self.items.pop(key)
-        self.bytes -= image.nbytes + pred.nbytes
-
-
-class Temp:
-    """The server's temporary folder (Gradio's uploads and cache, and the results): what a session wrote goes
-    when it ends; past `max_bytes` the oldest results and uploads go first, whoever they were for."""
-
-    def __init__(self, root, max_bytes, max_age):
-        self.root, self.max_bytes, self.max_age = root, max_bytes, max_age
-        self.results = os.path.join(root, "results")
-        os.makedirs(self.results, exist_ok=True)
-        self.lock = threading.Lock()
-
-    def folder(self):
-        """A new results folder, one per upload: names never collide between visitors."""
-        self.bound()
-        return tempfile.mkdtemp(dir=self.results)
-
-    def entries(self):
-        """(modified time, bytes, path) of each result folder and each upload of Gradio's, the oldest first."""
-        found = []
-        for top in os.scandir(self.root):
-            for entry in (os.scandir(top.path) if top.path == self.results else [top]):
-                try:
-                    found.append((entry.stat().st_mtime, tree_bytes(entry.path), entry.path))
-                except FileNotFoundError:
-                    continue  # removed meanwhile (a session ended)
-        return sorted(found)
-
-    def bound(self, limit=None):
-        """Remove the entries older than max_age (Gradio keeps a raw copy of each upload that its delete_cache
-        does not track), then the oldest while the folder holds over `limit` bytes (default max_bytes)."""
-        limit = self.max_bytes if limit is None else limit
-        with self.lock:
-            entries = self.entries()
-            total = sum(size for _, size, _ in entries)
-            oldest = time.time() - self.max_age
-            for modified, size, path in entries:
-                if total <= limit and modified >= oldest:
-                    break
-                remove(path)
-                total -= size
-
-    def out_of_space(self):
-        """After a full disk: make room (half the cap), and the visitor's sentence."""
-        self.bound(self.max_bytes // 2)
-        log(f"refused: the disk of {self.root} is full ({free_bytes(self.root):,} bytes free after removing the "
-            f"oldest files)")
-        return gr.Error(NO_SPACE, print_exception=False)
-
-
-def tree_bytes(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(path) for n in names)
-
-
-def remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.exists(path):
-        os.remove(path)
+def out_of_space(temp):
+    """After a full disk: make room (half the folder's cap), and the visitor's sentence."""
+    temp.bound(temp.max_bytes // 2)
+    log(f"refused: the disk of {temp.root} is full ({free_bytes(temp.root):,} bytes free after removing the oldest "
+        f"files)")
+    return gr.Error(NO_SPACE, print_exception=False)
 
 
 def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0, cache_mb=256,
@@ -266,7 +178,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
     """The page (a gr.Blocks) for the segmenter `seg`. Results are written under `workdir`, which the caller
     removes when the server stops (main() also puts Gradio's uploads and cache there)."""
     ttl = session_minutes * 60
-    temp, cache = Temp(workdir, int(max_temp_mb * 2 ** 20), ttl), Kept(int(cache_mb * 2 ** 20))
+    temp, cache = BoundedFolder(workdir, int(max_temp_mb * 2 ** 20), ttl), BytesLRU(int(cache_mb * 2 ** 20))
 
     def end_session(kept):
         """A session's result went (a new upload, the session expired or its tab closed): its files with it."""
@@ -278,6 +190,12 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         temp.bound()  # also what no session owns, past its age (this runs on Gradio's timer of expired states)
 
     def segment(path, opacity, before):
+        try:
+            return segment_image(path, opacity, before)
+        finally:
+            release_memory()
+
+    def segment_image(path, opacity, before):
         if not path:  # the upload was cleared
             return None, None, None, None, None
         end_session(before)
@@ -287,10 +205,10 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
             stem = os.path.join(temp.folder(), os.path.splitext(os.path.basename(path))[0])
             files = seg.save(stem, image, pred, alpha=opacity)  # what tools/segment.py writes
         except NoRoom:
-            raise temp.out_of_space() from None
+            raise out_of_space(temp) from None
         except OSError as e:  # the results folder could not be made
             if e.errno in NO_ROOM:
-                raise temp.out_of_space() from None
+                raise out_of_space(temp) from None
             raise
         key = uuid.uuid4().hex
         cache.put(key, image, pred)
@@ -298,6 +216,12 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         return files[2], files[1], class_areas(pred, seg.class_names, seg.palette), files, kept
 
     def reblend(kept, opacity):
+        try:
+            return blend_again(kept, opacity)
+        finally:
+            release_memory()
+
+    def blend_again(kept, opacity):
         if not kept:
             return None, None
         found = cache.get(kept["key"])
@@ -311,12 +235,18 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         try:
             over, = seg.save(kept["stem"], *found, alpha=opacity, outputs=("_overlay.png",))
         except NoRoom:
-            raise temp.out_of_space() from None
+            raise out_of_space(temp) from None
         except FileNotFoundError:  # its folder was removed (over --max_temp_mb)
             raise refuse(EXPIRED) from None
         return over, kept["files"]
 
     def segment_clip(path, progress=gr.Progress()):
+        try:
+            return segment_video_file(path, progress)
+        finally:
+            release_memory()
+
+    def segment_video_file(path, progress):
         if not path:
             return None, None, ""
         _, fps = check_video(path, max_video_seconds, max_megapixels)
@@ -333,7 +263,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
             progress(None, desc="preparing the video for the browser")
             webm = browser_video(mp4, os.path.join(os.path.dirname(mp4), f"{stem}_overlay.webm"))
         except NoRoom:
-            raise temp.out_of_space() from None
+            raise out_of_space(temp) from None
         except UserError as e:
             raise refuse(str(e)) from None
         summary = f"{result['frames']} frames segmented at {result['fps']:.1f} frames/s."

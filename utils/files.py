@@ -35,7 +35,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 # OSErrors that say the disk cannot take what is written: each becomes one sentence naming the folder.
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-NEARLY_FULL = 64 * 1024  # bytes free below which a writer that does not tell why it failed (torch, OpenCV) met a full disk
+NEARLY_FULL = 64 * 1024  # bytes free below which a writer that does not say why it failed (OpenCV) met a full disk
 
 
 class NoRoom(UserError):
