@@ -4,6 +4,7 @@ and the page serves again after it, a truncated video says how many frames were 
 import errno
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,3 +140,25 @@ def test_sigterm_removes_the_temporary_folder(untrained, tmp_path):
             server.kill()
             server.wait()
     assert not glob.glob(f"{tmp_path}/cgnet-webui-*"), server.stdout.read()
+
+
+def test_a_full_disk_makes_room_from_the_oldest_but_keeps_the_current_upload(tmp_path, monkeypatch):
+    temp = BoundedFolder(str(tmp_path), max_bytes=10 ** 9, max_age=3600)
+    now = time.time()
+    for i in range(3):
+        folder = temp.folder()
+        open(os.path.join(folder, "x.png"), "wb").write(bytes(1000))
+        os.utime(folder, (now + i, now + i))
+    upload = tmp_path / "0123abcd"
+    upload.mkdir()
+    (upload / "photo.jpg").write_bytes(bytes(1000))
+    os.utime(upload, (now - 10, now - 10))  # the oldest, but the upload being segmented
+    disk = 4500  # a disk of 4500 bytes, holding the folder's files
+
+    def usage(path):
+        return shutil._ntuple_diskusage(disk, disk - len(files_in(tmp_path)) * 1000, len(files_in(tmp_path)) * 1000)
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    assert temp.make_room(2000, keep=str(upload / "photo.jpg"))
+    assert upload.exists() and len(glob.glob(f"{tmp_path}/results/*")) == 1  # the two oldest results went
+    assert not temp.make_room(5000, keep=str(upload / "photo.jpg"))
+    assert upload.exists() and not glob.glob(f"{tmp_path}/results/*")

@@ -24,6 +24,7 @@ oldest first whenever the folder exceeds --max_temp_mb, and all of it when the s
 SIGTERM). A full disk is one sentence to the visitor, and the page serves again once space is back.
 """
 import argparse
+import contextlib
 import glob
 import html
 import os
@@ -37,6 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
+# Importing Gradio makes empty folders in TMPDIR/gradio; a server whose import made it removes them when it stops.
+GRADIO_DEFAULT = os.path.join(tempfile.gettempdir(), "gradio")
+MADE_GRADIO_DEFAULT = not os.path.exists(GRADIO_DEFAULT)
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
@@ -165,9 +169,9 @@ def browser_video(mp4, webm):
     return webm
 
 
-def out_of_space(temp):
-    """After a full disk: make room (half the folder's cap), and the visitor's sentence."""
-    temp.bound(temp.max_bytes // 2)
+def out_of_space(temp, needed, keep):
+    """After a full disk: make room for the next request (the oldest files go), and this visitor's sentence."""
+    temp.make_room(needed, keep)
     log(f"refused: the disk of {temp.root} is full ({free_bytes(temp.root):,} bytes free after removing the oldest "
         f"files)")
     return gr.Error(NO_SPACE, print_exception=False)
@@ -201,15 +205,21 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         end_session(before)
         image = read_image(path, max_megapixels)
         pred = seg(image)
-        try:
-            stem = os.path.join(temp.folder(), os.path.splitext(os.path.basename(path))[0])
-            files = seg.save(stem, image, pred, alpha=opacity)  # what tools/segment.py writes
-        except NoRoom:
-            raise out_of_space(temp) from None
-        except OSError as e:  # the results folder could not be made
-            if e.errno in NO_ROOM:
-                raise out_of_space(temp) from None
-            raise
+        needed = image.nbytes + 2 * pred.nbytes  # the three PNGs, uncompressed: more than they take
+        for last in (False, True):  # a full disk: once more after the oldest files made room
+            folder = None
+            try:
+                folder = temp.folder()
+                stem = os.path.join(folder, os.path.splitext(os.path.basename(path))[0])
+                files = seg.save(stem, image, pred, alpha=opacity)  # what tools/segment.py writes
+                break
+            except (NoRoom, OSError) as e:
+                if folder:
+                    remove(folder)
+                if not isinstance(e, NoRoom) and e.errno not in NO_ROOM:
+                    raise
+                if last or not temp.make_room(needed, keep=path):
+                    raise out_of_space(temp, needed, path) from None
         key = uuid.uuid4().hex
         cache.put(key, image, pred)
         kept = {"key": key, "stem": stem, "files": files, "upload": path}  # all a session keeps: small
@@ -235,7 +245,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         try:
             over, = seg.save(kept["stem"], *found, alpha=opacity, outputs=("_overlay.png",))
         except NoRoom:
-            raise out_of_space(temp) from None
+            raise out_of_space(temp, found[0].nbytes, kept["upload"]) from None
         except FileNotFoundError:  # its folder was removed (over --max_temp_mb)
             raise refuse(EXPIRED) from None
         return over, kept["files"]
@@ -263,7 +273,8 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
             progress(None, desc="preparing the video for the browser")
             webm = browser_video(mp4, os.path.join(os.path.dirname(mp4), f"{stem}_overlay.webm"))
         except NoRoom:
-            raise out_of_space(temp) from None
+            remove(os.path.dirname(mp4))
+            raise out_of_space(temp, 4 * os.path.getsize(path), path) from None
         except UserError as e:
             raise refuse(str(e)) from None
         summary = f"{result['frames']} frames segmented at {result['fps']:.1f} frames/s."
@@ -368,6 +379,10 @@ def main(args):
                          args.session_minutes, args.max_temp_mb), args, examples)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if MADE_GRADIO_DEFAULT:
+            for folder, _, _ in sorted(os.walk(GRADIO_DEFAULT), reverse=True):  # the deepest first; empty ones only
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
         signal.signal(signal.SIGTERM, handler)
         if before is None:
             del os.environ["GRADIO_TEMP_DIR"]

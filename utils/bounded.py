@@ -82,6 +82,18 @@ class BoundedFolder:
                 total -= size
 
 
+    def make_room(self, needed, keep=None):
+        """After a full disk: remove the oldest entries (not the one holding the path `keep`) until `needed` bytes
+        are free. Whether they are."""
+        with self.lock:
+            for _, _, path in self.entries():
+                if shutil.disk_usage(self.root).free >= needed:
+                    break
+                if keep is None or not (keep == path or keep.startswith(path + os.sep)):
+                    remove(path)
+            return shutil.disk_usage(self.root).free >= needed
+
+
 def release_memory():
     """Give the memory freed so far back to the system. A web server answers each request in one of many worker
     threads, and glibc keeps what a thread's arena freed (a 12 MP photo's arrays of 12 MB and less) for reuse by
