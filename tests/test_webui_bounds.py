@@ -156,7 +156,8 @@ def test_a_full_disk_makes_room_from_the_oldest_but_keeps_the_current_upload(tmp
     disk = 4500  # a disk of 4500 bytes, holding the folder's files
 
     def usage(path):
-        return shutil._ntuple_diskusage(disk, disk - len(files_in(tmp_path)) * 1000, len(files_in(tmp_path)) * 1000)
+        used = len(files_in(tmp_path)) * 1000
+        return shutil._ntuple_diskusage(disk, used, disk - used)
     monkeypatch.setattr(shutil, "disk_usage", usage)
     assert temp.make_room(2000, keep=str(upload / "photo.jpg"))
     assert upload.exists() and len(glob.glob(f"{tmp_path}/results/*")) == 1  # the two oldest results went
