@@ -20,6 +20,7 @@ NOISE = (
     (re.compile(rb"^OpenCV: FFMPEG: tag 0x[0-9a-f]+/'\w+' is not supported"), None),
     (re.compile(rb"^\[[\w,]+ @ 0x[0-9a-f]+\] "), None),  # FFmpeg's, should its log level be set back
 )
+NOISE_STARTS = (b"libpng warning: ", b"OpenCV: FFMPEG: ", b"[")  # how NOISE lines begin
 _filtered = threading.Lock()  # held once stderr is filtered: once per process
 
 
@@ -46,15 +47,31 @@ def filter_stderr(say=print):
     os.close(write)
     said = set()
 
+    def handle(line):
+        kind = next(((p, text) for p, text in NOISE if p.match(line)), None)
+        if kind is None:
+            os.write(real, line)
+        elif kind[1] is not None and kind[0] not in said:
+            said.add(kind[0])
+            say(kind[1].format(kind[0].match(line)[1].decode(errors="replace").strip()))
+
     def forward():
-        with os.fdopen(read, "rb") as pipe:
-            for line in pipe:
-                kind = next(((p, text) for p, text in NOISE if p.match(line)), None)
-                if kind is None:
-                    os.write(real, line)
-                elif kind[1] is not None and kind[0] not in said:
-                    said.add(kind[0])
-                    say(kind[1].format(kind[0].match(line)[1].decode(errors="replace").strip()))
+        # Line by line, a line ending at \r too: a progress bar (tqdm) redraws its line after a \r, and is passed
+        # on at once unless it could be the start of a noise line.
+        rest = b""
+        while True:
+            chunk = os.read(read, 1 << 16)
+            if not chunk:
+                break
+            *lines, rest = re.split(rb"(?<=[\r\n])", rest + chunk)
+            for line in lines:
+                handle(line)
+            if rest and not any(p.startswith(rest) or rest.startswith(p) for p in NOISE_STARTS):
+                os.write(real, rest)
+                rest = b""
+        if rest:
+            handle(rest)
+        os.close(read)
     thread = threading.Thread(target=forward, daemon=True, name="stderr-filter")
     thread.start()
 
