@@ -1,6 +1,7 @@
 """Parameters, FLOPs, latency, throughput and peak memory of CGNet in each inference mode.
 
     python benchmark.py --all                              # every mode at 1x3x1024x2048
+    python benchmark.py --all --skip_unavailable           # a mode this machine cannot run: a failed row, exit 0
     python benchmark.py --mode exact compile --json bench.json
     python benchmark.py --device cuda --all --input_size 1024,2048
     python benchmark.py --all --checkpoint checkpoint/cityscapes/model_cityscapes_train_on_trainset.pth \
@@ -24,7 +25,6 @@ import os
 import statistics
 import tempfile
 import time
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -41,7 +41,9 @@ from model.inference import MODES, Predictor, is_exact, parse_mode
 from utils.device import keep_cpu_memory, use_device
 from utils.args import non_negative_int, positive_int, size_pair
 from utils.errors import UserError, run_cli
+from utils.progress import plural
 from utils.files import check_writable_file, save_json
+from utils.log import notice
 from utils.report import add_section
 from utils.timing import MemoryPeak, machine_info, measure, spread, time_rounds
 from dataset.synthetic import street_scene
@@ -84,7 +86,7 @@ def mode_name(text):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description="Benchmark CGNet inference modes (see utils/inference.py).")
+    parser = argparse.ArgumentParser(description="Benchmark CGNet inference modes (see model/inference.py).")
     parser.add_argument("--model", choices=MODELS, default="CGNet", help="network to measure")
     parser.add_argument("--input_size", type=size_pair, default=(1024, 2048), help="H,W (default 1024,2048)")
     parser.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
@@ -125,6 +127,10 @@ def get_args_parser():
                         help="measure on this image (resized to --input_size, Cityscapes mean subtracted) instead "
                              "of a smooth random one; with trained weights the argmax agreement means something")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and synthetic input")
+    parser.add_argument("--skip_unavailable", action="store_true",
+                        help="a mode this machine cannot run (no compiler for torch.compile, a runtime that fails) is "
+                             "reported as a failed row and the others are written; without it such a mode is an "
+                             "error (exit status 2) after the table, and no --json/--report is written")
     parser.add_argument("--json", default="", help="write every figure to this JSON file")
     parser.add_argument("--report", default="", metavar="FILE",
                         help="add these figures, the machine, its CPU flags, the versions and this command to a report "
@@ -196,8 +202,8 @@ def load_source(args, device):
     """The backend of --checkpoint (its network replaces --model/--classes/--M/--N), or a random --model network
     whose BN statistics are set from smooth images."""
     if args.checkpoint:
-        source = load(args.checkpoint, SimpleNamespace(cuda=device.type == "cuda", gpus=str(device.index or 0)),
-                      "--checkpoint", network_of(args), fits=False, mean=CITYSCAPES.release_mean)
+        source = load(args.checkpoint, device=device, network=network_of(args), fits=False,
+                      mean=CITYSCAPES.release_mean, flag="--checkpoint")
         network = source.network
         args.model, args.classes = network["name"], network["classes"]
         args.M, args.N = network.get("M", args.M), network.get("N", args.N)
@@ -228,7 +234,7 @@ class Modes:
     def __call__(self, mode):
         source, args = self.source, self.args
         if mode in (FILE, FILE_BF16):
-            return load(args.checkpoint, SimpleNamespace(amp="bf16" if mode == FILE_BF16 else "none"), "--checkpoint")
+            return load(args.checkpoint, amp="bf16" if mode == FILE_BF16 else "none", flag="--checkpoint")
         if mode in RUNTIMES:
             if self.device.type != "cpu":
                 raise RuntimeError(f"the {mode} mode runs on the CPU only")
@@ -238,7 +244,7 @@ class Modes:
                     self.calibration += calibration_scenes(*args.input_size, args.seed + 2)
                 self.files[fmt] = os.path.join(self.folder, f"{fmt}{export.FORMATS[fmt].suffix}")
                 export.export(fmt, source, self.files[fmt], calibration=self.calibration)
-            return load(self.files[fmt], SimpleNamespace(amp=amp), "--mode")
+            return load(self.files[fmt], amp=amp, flag="--mode")
         return TorchBackend(source.path, source.weights, source.model, mode, self.device)
 
 
@@ -249,7 +255,8 @@ def row_of(mode):
 
 
 def run_modes(args, modes, source, x, device, clock, warmup, runs, kept):
-    """Build and measure every mode, then time them in interleaved rounds; (rows, calls, outputs)."""
+    """Build and measure every mode, then time them in interleaved rounds; ({mode: row}, {mode: its logits}, the
+    baseline's logits of the input rounded to bf16)."""
     results, calls, outputs = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="cgnet-benchmark-") as folder:
         build = Modes(args, source, device, folder)
@@ -260,7 +267,7 @@ def run_modes(args, modes, source, x, device, clock, warmup, runs, kept):
                 batch = backend.input(x)  # once: a timed call measures the network, not a conversion or a copy
                 call = (lambda b, xb: lambda: b.logits(xb))(backend, batch)
                 timing, out = measure(call, device, warmup)
-            except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...) is reported
+            except Exception as e:  # a mode the machine cannot run (no compiler for inductor, ...): see main()
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if mode == modes[0]:
                     raise
@@ -322,7 +329,7 @@ def main(args):
         torch.set_num_threads(args.threads)
     kept = keep_cpu_memory() if args.keep_cpu_memory else False
     if args.keep_cpu_memory and not kept:
-        print("note: --keep_cpu_memory needs glibc; running with the default allocator.")
+        notice("--keep_cpu_memory needs glibc; running with the default allocator.")
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
     runs = args.runs if args.runs is not None else (50 if device.type == "cuda" else 5)
     h, w = args.input_size
@@ -349,6 +356,11 @@ def main(args):
         info["load_average_end"] = os.getloadavg()[0]
     print_table(results, summary["memory_kind"], args.clock, modes[0])
     report_notes(results, summary, info, device, modes[0])
+    failed = [mode for mode, row in results.items() if "error" in row]
+    if failed and not args.skip_unavailable:
+        raise UserError(f"{plural(len(failed), 'mode')} failed ({', '.join(failed)}: see the table); fix what the "
+                        f"error says, leave {'it' if len(failed) == 1 else 'them'} out of --mode, or pass "
+                        f"--skip_unavailable to report failed modes as such.")
     if args.json:
         write_json(args.json, {"summary": summary, "machine": info, "note": notes(device),
                                "modes": list(results.values())})

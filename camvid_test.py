@@ -8,7 +8,7 @@
 from dataset.specs import CAMVID
 from engine.cli import eval_parser
 from engine.evaluate import evaluate
-from utils.log import log
+from utils.log import log, notice
 from utils.errors import run_cli
 
 
@@ -22,8 +22,8 @@ def get_args_parser():
 
 def main(args):
     if args.gpu_nums is not None:
-        log(f"notice: --gpu_nums {args.gpu_nums} is not used; the GPUs come from --gpus ({args.gpus!r}), "
-            f"and evaluation runs on the first of them.")
+        notice(f"--gpu_nums {args.gpu_nums} is not used; the GPUs come from --gpus ({args.gpus!r}), "
+               f"and evaluation runs on the first of them.")
     return evaluate(args, CAMVID, "--test_data_list")
 
 

@@ -1,17 +1,27 @@
 """Predictions as annotations a labelling tool opens: LabelMe JSON (one file per image) and COCO JSON (one file),
 so that a trained model pre-labels new images, a person corrects them, and tools/prepare_dataset.py reads them back.
 
-Each class region becomes the polygon of its outer contour (cv2.findContours), simplified by approxPolyDP to
-within EPSILON pixels (regions()). The shapes are ordered largest first, so that drawing them in order, each
-later one on top (the rule of both readers), rebuilds the prediction: a region inside another's hole encloses
-less and comes after it. Whatever an outline covers that is not its own (background in its hole or in a bay
-that several regions close, another region it encloses) is drawn again after it: background as a background
-polygon in LabelMe; COCO has no background category, so there a region whose outline covers background is
-written as an RLE of its pixels. Regions on the image's border keep their border pixels. COCO's
-polygons follow the pixels' edges, LabelMe's their centres, as each format's rasterizer reads them. A class
-named background (background, _background_) is not written: the readers give unlabelled pixels to it.
+The images are hard-linked (else copied) into OUT/images/, so that the annotations name paths inside the dataset
+folder OUT, as CVAT, datumaro and LabelMe want them. OUT/classes.txt holds the model's classes in its order, so
+that the corrected annotations prepare to the model's class indices and fine-tuning keeps its classifier.
+
+COCO (OUT/annotations/instances_default.json, categories first): every pixel of a class is covered by exactly one
+annotation, so that readers stacking annotations in either order rebuild the same labels (datumaro, and so
+CVAT's import, stacks them the other way round from LabelMe). Each region of a class is a polygon along its
+pixels' edges when pycocotools rasterizes that polygon back to exactly the region (simplified where that still
+holds), else (a region with holes, a pixel-thin one) the RLE of its pixels.
+
+LabelMe (OUT/images/{stem}.json beside each image, OUT/labels.txt as labelme2voc wants it): each class region
+becomes the polygon of its outer contour (cv2.findContours), simplified by approxPolyDP to within EPSILON pixels
+(regions()). The shapes are ordered largest first, so that drawing them in order, each later one on top (LabelMe's
+rule), rebuilds the prediction: a region inside another's hole encloses less and comes after it. Whatever an
+outline covers that is not its own (background in its hole or in a bay that several regions close, another region
+it encloses) is drawn again after it. Regions on the image's border keep their border pixels. A class named
+background (background, _background_) is not written where nothing covers it: the readers give unlabelled pixels
+to it.
 """
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +30,16 @@ import cv2
 import numpy as np
 
 from dataset import coco, labelme
+from dataset.coco import coco_mask
 from dataset.classes_file import BACKGROUND_NAMES
 from utils.files import atomic_write, save_json
 
 EPSILON = 0.5     # px: a staircase edge becomes one line, and no pixel centre moves across it by more than half
 FORMATS = ("labelme", "coco")
 COCO_FILE = "annotations/instances_default.json"  # CVAT's own export name: prepare_dataset.py finds it there
-LABELS_FILE = "labels.txt"  # labelme2voc's class order
+IMAGES = "images"          # where COCO's file_name is relative to (datumaro, CVAT), and LabelMe's files lie
+LABELS_FILE = "labels.txt"  # labelme2voc's: __ignore__, _background_ (its unlabelled pixels), the classes
+CLASSES_FILE = "classes.txt"  # the model's classes in its order: read first by tools/prepare_dataset.py
 
 
 def background_of(names):
@@ -60,7 +73,6 @@ class Region:
     crop: np.ndarray     # (h, w) uint8 of what the polygon outlines, in the box at `origin`
     origin: tuple        # (x, y) of that box
     inside: np.ndarray   # (h, w) bool of what the outline encloses (crop and its holes), in the same box
-    exact: np.ndarray = None  # (H, W) bool of crop, where the outline covers background (COCO writes it as RLE)
 
 
 def outline_of(mask):
@@ -110,9 +122,7 @@ def regions(label, names):
     the later one's simplified edge counts, and no gap of unlabelled pixels opens between them. What an outline
     still covers wrongly (a background lake inside a region, a bay that regions of several classes close, a
     region an outline grown across a narrow gap encloses) is given back: each such piece is drawn again right
-    after the last shape that covers it. COCO, which has no background, writes a shape that covers background
-    as the RLE of its pixels (`exact`) instead."""
-    background = background_of(names)
+    after the last shape that covers it (LabelMe's shapes; COCO's are written by coco_segmentation)."""
     parts = sorted(components(label, names), key=lambda p: -p[0])  # stable: equal areas keep class order
     rank = np.full(label.shape, -1, np.int32)
     for r, (_, _, (x, y, w, h), own) in enumerate(parts):
@@ -124,9 +134,6 @@ def regions(label, names):
         (x0, y0), (h, w) = shape.origin, shape.crop.shape
         drawn[y0:y0 + h, x0:x0 + w][shape.inside] = c
         last[y0:y0 + h, x0:x0 + w][shape.inside] = r
-        if background is not None and (label[y0:y0 + h, x0:x0 + w][shape.inside] == background).any():
-            shape.exact = np.zeros(label.shape, bool)
-            shape.exact[y0:y0 + h, x0:x0 + w] = shape.crop > 0
         shapes.append(shape)
     wrong, after = (drawn != label) & (last >= 0), {}
     for c in np.unique(label[wrong]).tolist():
@@ -144,23 +151,40 @@ def regions(label, names):
             for s in [shape] + sorted(after.get(r, []), key=lambda p: -p.inside.sum())]  # a piece in a piece: later
 
 
-def pixel_edges(region, size):
-    """The polygon of a region in COCO's coordinates, where pixel x spans [x, x + 1]: the outline of its pixels'
-    edges, not of their centres (pycocotools leaves out a pixel whose centre is on the polygon). Traced on the
-    region at twice the resolution, where the outer pixels' centres lie a quarter pixel inside the edges."""
-    return np.clip((polygon(region.crop, region.origin, size, 2) + 0.5) / 2 + region.origin, 0, (size[1], size[0]))
-
-
 def labelme_document(image_path, json_path, label, names):
-    shapes = [(names[r.cls], r.points.tolist()) for r in regions(label, names)]
+    """A background class's pieces are labelled _background_, the one name labelme2voc knows for it."""
+    background = background_of(names)
+    shapes = [("_background_" if r.cls == background else names[r.cls], r.points.tolist())
+              for r in regions(label, names)]
     return labelme.document(image_path, json_path, shapes, label.shape)
+
+
+def coco_segmentation(own, box, size):
+    """(segmentation, iscrowd) of one region (own: (h, w) bool in box (x, y, w, h) of an image of size (H, W)):
+    a polygon along its pixels' edges, as simplified as pycocotools still rasterizes back to exactly own; else,
+    where no polygon does (holes, pixel-thin parts), the RLE of its pixels."""
+    x, y, w, h = box
+    crop = np.pad(own, 1).astype(np.uint8)  # a pixel of margin: the outline of a region filling its box is whole
+    outline = outline_of(cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    for epsilon in (2 * EPSILON, 0):  # at twice the resolution the outer pixels' centres lie a quarter inside
+        points = cv2.approxPolyDP(outline, epsilon, True)[:, 0, :] if epsilon else outline[:, 0, :]
+        if len(points) < 3:
+            break
+        edges = (points + 0.5) / 2 - 1  # in the box, where pixel x spans [x, x + 1]
+        back = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects([edges.ravel().tolist()], h, w)))
+        if (back.astype(bool) == own).all():
+            return [(edges + (x, y)).ravel().round(3).tolist()], 0
+    full = np.zeros(size, bool)
+    full[y:y + h, x:x + w] = own
+    return coco.encode(full), 1
 
 
 class CocoWriter:
     """Collects images and their predicted regions; document() is one COCO file (categories 1..n by class index,
-    the background class left out)."""
+    the background class left out), each pixel of a class in exactly one annotation."""
 
     def __init__(self, names):
+        coco.require()
         self.names = list(names)
         background = background_of(names)
         self.category = {c: k for k, c in enumerate((i for i in range(len(names)) if i != background), 1)}
@@ -170,51 +194,63 @@ class CocoWriter:
         image_id = len(self.images) + 1
         h, w = label.shape
         self.images.append({"id": image_id, "file_name": file_name, "height": int(h), "width": int(w)})
-        for region in regions(label, self.names):
-            if region.cls not in self.category:
-                continue  # background: COCO draws none; the regions that cover it are RLEs instead
-            if region.exact is not None:
-                segmentation, area = coco.encode(region.exact), int(region.exact.sum())
-            else:
-                outline = pixel_edges(region, label.shape)
-                segmentation, area = [outline.ravel().tolist()], float(cv2.contourArea(outline.astype(np.float32)))
-            x, y, bw, bh = cv2.boundingRect(region.points.reshape(-1, 1, 2).astype(np.int32))
+        for area, c, box, own in sorted(components(label, self.names), key=lambda p: (p[1], p[2][1], p[2][0])):
+            segmentation, crowd = coco_segmentation(own, box, label.shape)
             self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id,
-                                     "category_id": self.category[region.cls], "segmentation": segmentation,
-                                     "area": area, "bbox": [x, y, bw, bh], "iscrowd": 0})
+                                     "category_id": self.category[c], "segmentation": segmentation,
+                                     "area": int(own.sum()), "bbox": list(box), "iscrowd": crowd})
 
     def document(self):
-        return {"info": {"description": "CGNet predictions (tools/segment.py --save_annotations coco)"},
-                "licenses": [], "images": self.images, "annotations": self.annotations,
-                "categories": [{"id": k, "name": self.names[c], "supercategory": ""} for c, k in self.category.items()]}
+        """Categories first: a reader that looks at the start of the file knows it for COCO at once."""
+        return {"categories": [{"id": k, "name": self.names[c], "supercategory": ""} for c, k in self.category.items()],
+                "info": {"description": "CGNet predictions (tools/segment.py --save_annotations coco)"},
+                "licenses": [], "images": self.images, "annotations": self.annotations}
 
 
 class Annotations:
-    """What tools/segment.py --save_annotations writes: per image OUT/{stem}.json and, when close() is called,
-    OUT/labels.txt (LabelMe); or one OUT/annotations/instances_default.json (COCO) when close() is called. Paths
-    inside the files are relative to where they end up (out), though they are written into the staging folder
-    (stage). add() may be called from several threads."""
+    """What tools/segment.py --save_annotations writes into OUT: the images in OUT/images/, OUT/classes.txt, and
+    per image OUT/images/{stem}.json plus OUT/labels.txt (LabelMe), or one OUT/annotations/instances_default.json
+    (COCO) when close() is called. The files are written into the staging folder (stage) that becomes OUT. add()
+    may be called from several threads."""
 
     def __init__(self, fmt, out, stage, names):
         self.fmt, self.out, self.stage, self.names = fmt, out, stage, list(names)
         self.coco = CocoWriter(names) if fmt == "coco" else None
         self.lock = threading.Lock()
         self.pending = []
+        os.makedirs(os.path.join(stage, IMAGES), exist_ok=True)
 
     def add(self, stem, image_path, label):
+        name = stem + os.path.splitext(image_path)[1]
+        link_or_copy(image_path, os.path.join(self.stage, IMAGES, name))
         if self.fmt == "labelme":
-            final = os.path.join(self.out, stem + ".json")
-            save_json(os.path.join(self.stage, stem + ".json"), labelme_document(image_path, final, label, self.names))
+            final = os.path.join(self.out, IMAGES, stem + ".json")
+            save_json(os.path.join(self.stage, IMAGES, stem + ".json"),
+                      labelme_document(os.path.join(self.out, IMAGES, name), final, label, self.names))
         else:
             with self.lock:
-                self.pending.append((stem, image_path, label))
+                self.pending.append((name, label))
 
     def close(self):
-        if self.coco is None:  # labelme2voc's labels.txt: the class order, so the files prepare to the same ids
-            text = "".join(f"{n}\n" for n in ["__ignore__"] + self.names)
-            atomic_write(os.path.join(self.stage, LABELS_FILE), lambda tmp: Path(tmp).write_text(text))
+        write_text(os.path.join(self.stage, CLASSES_FILE), self.names)
+        if self.coco is None:  # labelme2voc's labels.txt: it requires _background_ second, as class 0
+            background = background_of(self.names)
+            write_text(os.path.join(self.stage, LABELS_FILE), ["__ignore__", "_background_"] +
+                       [n for i, n in enumerate(self.names) if i != background])
             return
-        root = os.path.abspath(self.out)  # COCO's file_name: relative to the dataset folder, OUT
-        for stem, image_path, label in sorted(self.pending, key=lambda p: p[0]):
-            self.coco.add(os.path.relpath(os.path.abspath(image_path), root).replace(os.sep, "/"), label)
-        save_json(os.path.join(self.stage, COCO_FILE), self.coco.document())
+        for name, label in sorted(self.pending, key=lambda p: p[0]):
+            self.coco.add(name, label)  # relative to images/
+        save_json(os.path.join(self.stage, COCO_FILE), self.coco.document(), indent=None)
+
+
+def write_text(path, lines):
+    text = "".join(f"{line}\n" for line in lines)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def link_or_copy(src, dst):
+    """dst as a hard link of src (no space taken), or a copy where links cannot be made (another file system)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)

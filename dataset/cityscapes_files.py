@@ -13,6 +13,7 @@ from PIL import Image
 
 from utils.errors import UserError
 from utils.files import atomic_write
+from utils.log import notice
 from utils.progress import iterate
 
 ZIPS = {"leftImg8bit": "leftImg8bit_trainvaltest.zip", "gtFine": "gtFine_trainvaltest.zip"}
@@ -30,7 +31,7 @@ def check_layout(data_dir):
                 raise UserError(f"{folder} not found: unzip {zip_name} into {data_dir} "
                                 f"(DATA_DIR is the folder that holds leftImg8bit/ and gtFine/).")
     if not (data_dir / "leftImg8bit" / "test").is_dir():
-        print(f"notice: {data_dir / 'leftImg8bit' / 'test'} not found, so the test list will be empty.")
+        notice(f"{data_dir / 'leftImg8bit' / 'test'} not found, so the test list will be empty.")
 
 
 def make_train_ids(data_dir):

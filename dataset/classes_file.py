@@ -14,6 +14,7 @@ import json
 import re
 
 from utils.errors import UserError
+from utils.log import notice
 
 # Looked for in DATA_DIR, in this order; the first one found is used, the others get a notice.
 CANDIDATES = ("classes.txt", "labelmap.txt", "labels.txt", "classes.csv", "class_dict.csv", "classes.json",
@@ -218,7 +219,7 @@ def background_class(names):
     return found if found is not None else (0 if len(names) == 2 else None)
 
 
-def find_classes_file(data_dir, given, log):
+def find_classes_file(data_dir, given):
     """The classes file to use: --classes, else the first of CANDIDATES in data_dir. Any other candidate lying
     there gets a notice saying why it is not used."""
     present = [data_dir / n for n in CANDIDATES if (data_dir / n).is_file()]
@@ -226,5 +227,5 @@ def find_classes_file(data_dir, given, log):
     for other in present:
         if str(other) != str(chosen):
             why = "--classes names another file" if given else f"{chosen} comes first"
-            log(f"notice: {other} is not read ({why}).")
+            notice(f"{other} is not read ({why}).")
     return chosen

@@ -3,17 +3,19 @@
 Files: annotations/instances_*.json (COCO, CVAT), _annotations.coco.json in each split folder (Roboflow), any
 JSON in DATA_DIR or annotations/ with images, annotations and categories (Label Studio), or --coco FILE. A file
 whose name or folder says train, val/valid or test gives that split; several such files are used as train/val.
-An image's file_name is looked for beside the file, in images/ and in DATA_DIR (and in COCO's train2017/ for
-instances_train2017.json).
+An image's file_name is looked for beside the file, in images/ and in DATA_DIR (and for instances_X.json in
+images/X/, as CVAT's COCO 1.0 export puts them in images/default/, and in X/, as COCO's own train2017/).
 
-Classes: the categories in id order as 1..n with background 0 (a category named background is class 0); a
-Roboflow group category (the supercategory of the others, with no annotation of its own) is no class. A
-classes file (--classes) fixes the order instead.
+Classes: the categories in id order as 1..n with background 0 (a category named background is class 0; an added
+background that no pixel is, as in our own pre-labels, is dropped: the categories are then the classes 0..n-1);
+a Roboflow group category (the supercategory of the others, with no annotation of its own) is no class. A
+classes file (--classes) fixes the order instead; pixels no annotation covers are then its background class, or
+ignored (255) where it names none.
 
 Overlaps: the annotations of an image are drawn in file order, each later one on top (as LabelMe and CVAT draw
 them). Crowd regions (iscrowd 1, RLE) are pixels of their category like any other: CVAT and Label Studio export
 brush masks that way. Polygons and RLE, compressed or not, are decoded by pycocotools; an annotation with
-neither (a box) is drawn as its bbox. Pixels no annotation covers are background.
+neither (a box) is drawn as its bbox.
 """
 import json
 import re
@@ -23,6 +25,7 @@ import numpy as np
 from dataset.classes_file import BACKGROUND_NAMES
 from dataset.layouts import split_name
 from utils.errors import UserError
+from utils.files import top_level_keys
 
 try:
     from pycocotools import mask as coco_mask
@@ -35,13 +38,11 @@ def require():
         raise UserError("reading COCO JSON needs pycocotools; install it with pip install -r requirements.txt.")
 
 
+KEYS = ("images", "annotations", "categories")
+
+
 def looks_like_coco(path):
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            head = f.read(1 << 20)
-    except OSError:
-        return False
-    return all(f'"{k}"' in head for k in ("images", "annotations", "categories"))
+    return top_level_keys(path, KEYS) >= set(KEYS)
 
 
 def find(data_dir):
@@ -75,9 +76,11 @@ def load(path):
 
 
 def class_names(docs, table):
-    """(names, background index) of all the files: a classes file's order, else background then the categories
-    of every file in id order (Roboflow's group category, the supercategory of others used by no annotation, left
-    out)."""
+    """(names, background index or None, whether background was added): a classes file's order (background only
+    if it names one: else what no annotation covers is ignored, 255), else background then the categories of every
+    file in id order (Roboflow's group category, the supercategory of others used by no annotation, left out).
+    An added background that no pixel turns out to be is dropped again by dataset.prepare."""
+    added = False
     if table:
         names = [n for n, _ in table]
     else:
@@ -89,19 +92,20 @@ def class_names(docs, table):
         for i, name in sorted(cats.items()):
             if (i in used or name not in groups) and name not in names and name.lower() not in BACKGROUND_NAMES:
                 names.append(name)
+        names = ["background"] + names
+        added = not any(name.lower() in BACKGROUND_NAMES for name in cats.values())
     background = next((i for i, n in enumerate(names) if n.lower() in BACKGROUND_NAMES), None)
-    if background is None:
-        names, background = ["background"] + names, 0
-    return names, background
+    return names, background, added
 
 
 def image_candidates(path, data_dir, file_name):
     name = file_name.replace("\\", "/")
     base = name.rsplit("/", 1)[-1]
     folders = [path.parent, path.parent / "images", data_dir / "images", data_dir, path.parent.parent / "images"]
-    coco_split = re.fullmatch(r"instances_(.+)", path.stem)
-    if coco_split:
-        folders.append(data_dir / coco_split.group(1))  # COCO's annotations/instances_train2017.json: train2017/
+    subset = re.fullmatch(r"instances_(.+)", path.stem)
+    if subset:  # CVAT's COCO 1.0 with images: images/default/ for instances_default.json (datumaro's rule)
+        folders += [data_dir / "images" / subset.group(1), path.parent.parent / "images" / subset.group(1),
+                    data_dir / subset.group(1)]  # COCO's own annotations/instances_train2017.json: train2017/
     return [f / n for f in folders for n in (name, base)]
 
 
@@ -156,7 +160,7 @@ def annotation_mask(path, a, h, w):
 def rasterize(path, doc, annotations, size, value_of, background):
     """(H, W) uint8 class indices of one image: its annotations in file order, later on top."""
     h, w = size
-    label = np.full((h, w), background, np.uint8)
+    label = np.full((h, w), 255 if background is None else background, np.uint8)
     names = {c["id"]: c["name"] for c in doc["categories"]}
     for a in annotations:
         name = names[a["category_id"]]

@@ -17,6 +17,7 @@ import numpy as np
 from dataset.datasets import load_image, load_label, read_list
 from utils.files import atomic_write, check_writable_file
 from utils.errors import UserError
+from utils.log import notice
 from utils.progress import iterate, plural
 
 NORM_VAL = 1.10  # class weight = 1 / ln(NORM_VAL + p_c), as the original (ENet's weighting)
@@ -112,8 +113,8 @@ def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
             # The original's file (no source) is used as it is; so is ours when the list cannot be read now
             # (evaluating where only the val images are), with a word about where it came from.
             if cached is not None and source is None:
-                log(f"notice: {os.path.join(data_dir, dataset_list)} cannot be read, so the statistics of "
-                    f"{path} (computed from {describe(cached)}) are used unchecked.")
+                notice(f"{os.path.join(data_dir, dataset_list)} cannot be read, so the statistics of "
+                       f"{path} (computed from {describe(cached)}) are used unchecked.")
             if len(info["classWeights"]) != classes:
                 raise UserError(f"--inform_data_file {path} has class weights for {len(info['classWeights'])} "
                                 f"classes but --classes is {classes}; delete it (it will be recomputed) or give "
@@ -125,7 +126,7 @@ def get_inform(path, data_dir, dataset_list, classes, ignore_label, log=print):
             change = f"--dataset_list is now {source['dataset_list']}"
         else:
             change = f"that list has changed since ({plural(source['images'], 'image')} now)"
-        log(f"notice: {path} was computed from {describe(cached)}, but {change}; recomputing the statistics.")
+        notice(f"{path} was computed from {describe(cached)}, but {change}; recomputing the statistics.")
     check_writable_file(path, "--inform_data_file")  # before the long pass
     log(f"computing dataset statistics from {os.path.join(data_dir, dataset_list)} (once; cached at {path})")
     info = compute_inform(data_dir, dataset_list, classes, ignore_label)

@@ -5,8 +5,10 @@ missing image is looked for beside the file by its name, then taken from the emb
 drawn in file order, each later one on top, as LabelMe draws them, with PIL's polygon fill as LabelMe's own
 shape_to_mask: `polygon` (3 points or more), `rectangle` (2 corners), `circle` (centre and a point on the
 circle) and `mask` (a PNG in the shape, placed at its first point). Lines and points cover no area and are
-left out with a notice. labelme2voc's conventions hold: pixels no shape covers are `_background_` (class 0),
-shapes labelled `__ignore__` are the ignore label, and a labels.txt beside the files fixes the class order.
+left out with a notice. labelme2voc's conventions hold where the labels define a background (a classes file
+naming `_background_` or background, or a shape so labelled): pixels no shape covers are that class; where they
+define none, those pixels (the gaps between polygons) are ignored (255), not a class. Shapes labelled `__ignore__`
+are the ignore label, and a classes file (labels.txt, classes.txt) beside the files fixes the class order.
 """
 import base64
 import io
@@ -19,11 +21,12 @@ from PIL import Image, ImageDraw
 
 from dataset.classes_file import BACKGROUND_NAMES, IGNORE_NAME
 from utils.errors import UserError
-from utils.files import IMAGE_EXTENSIONS
+from utils.files import IMAGE_EXTENSIONS, top_level_keys
 
 AREAS = {"polygon": 3, "rectangle": 2, "circle": 2, "mask": 1}  # shape type: the points it needs
 NO_AREA = ("line", "linestrip", "point", "points")
 IGNORE = 255
+KEYS = ("shapes", "imagePath")
 
 
 def load(path):
@@ -42,12 +45,7 @@ def find(data_dir):
         rel = path.relative_to(data_dir).as_posix()
         if "/." in f"/{rel}" or path.name.startswith("cgnet_"):
             continue
-        try:
-            with open(path, encoding="utf-8-sig") as f:
-                head = f.read(1 << 20)
-        except OSError:
-            continue
-        if '"shapes"' in head and '"imagePath"' in head:
+        if top_level_keys(path, KEYS) >= set(KEYS):
             found.append(path)
     return found
 
@@ -99,14 +97,16 @@ def area_shapes(path, doc):
 
 
 def class_names(found_labels, table):
-    """(names, background index): the classes file's order (table) or, without one, background then the labels
-    sorted; a classes file without a background class gets `_background_` in front."""
-    names = [n for n, _ in table] if table else sorted(set(found_labels) - {IGNORE_NAME} -
-                                                       set(BACKGROUND_NAMES))
-    background = next((i for i, n in enumerate(names) if n.lower() in BACKGROUND_NAMES), None)
-    if background is None:
-        names, background = ["_background_"] + names, 0
-    return names, background
+    """(names, background index or None): the classes file's order (table) or, without one, the labels sorted,
+    behind `_background_` when a shape is labelled background. Only then is background a class: where the labels
+    define none, the gaps no shape covers are ignored (255) rather than an unlabelled class of slivers."""
+    if table:
+        names = [n for n, _ in table]
+    else:
+        names = sorted(set(found_labels) - {IGNORE_NAME} - set(BACKGROUND_NAMES))
+        if set(found_labels) & set(BACKGROUND_NAMES):
+            names = ["_background_"] + names
+    return names, next((i for i, n in enumerate(names) if n.lower() in BACKGROUND_NAMES), None)
 
 
 def rasterize(path, doc, size, index, background):
@@ -116,7 +116,7 @@ def rasterize(path, doc, size, index, background):
     if all(isinstance(v, int) for v in stated) and stated != (h, w):
         raise UserError(f"LabelMe file {path} was drawn on a {stated[1]}x{stated[0]} image but its image is {w}x{h} "
                         f"as the loader reads it (EXIF orientation applied); open and save it again in LabelMe.")
-    canvas = Image.new("L", (w, h), background)
+    canvas = Image.new("L", (w, h), IGNORE if background is None else background)
     draw = ImageDraw.Draw(canvas)
     for n, shape in enumerate(area_shapes(path, doc)[0], 1):
         label = shape["label"]

@@ -1,14 +1,20 @@
 """Where the images and masks of your own data are, how they pair, and which split each pair is in.
 
-Folder pairs, first match wins: Pascal VOC's JPEGImages/ + SegmentationClass/ (+ ImageSets/Segmentation/*.txt);
-images/ + masks/ (or annotations/, labels/, gt/), optionally with train/ val/ test/ inside both; Kaggle's X/ +
-X_masks/ (X_mask/, X_labels/, Xannot/: train/ + train_masks/ as Carvana's, a split named X becomes that split,
-and test/ without masks gives test images); split folders (train/, val/ or valid/, test/) each holding images/ +
-masks/, or images and masks side by side (Roboflow's train/x.jpg + train/x_mask.png); else side by side in
-images/ or DATA_DIR (x.jpg + x_mask.png). A mask pairs with the image of the same relative name, or of that name
-plus a suffix (_mask, _label, _gt, _L, ...) found from the names when only one suffix pairs them best, else given
-with --mask_suffix.
+The layouts are a table (TABLE), tried in order, the first that fits wins; each has a test made from the tool's
+real output shape (tests/test_layouts.py). Pascal VOC's JPEGImages/ + SegmentationClass/ (+ ImageSets/
+Segmentation/*.txt; CVAT's Segmentation mask export); an image folder + a mask folder (images/ + masks/,
+annotations/, labels/, ...; mmsegmentation's img_dir/ + ann_dir/, KITTI's image_2/ + semantic/), optionally with
+train/ val/ test/ (or training/ validation/) inside both (ADE20K); folder pairs named alike (Kaggle's X/ +
+X_masks/, X_annot, ...; image-segmentation-keras' images_prepped_X/ + annotations_prepped_X/), a split word in the
+name giving the split; split folders (train/, val/ or valid/ or validation/, test/, training/, testing/) each
+holding such a pair (the U-Net tutorial's train/image/ + train/label/, KITTI's training/image_2/ +
+training/semantic/), or images and masks side by side (Roboflow's train/x.jpg + train/x_mask.png); else side by
+side in images/ or DATA_DIR (x.jpg + x_mask.png). Where none fits, --images DIR --masks DIR (or a CSV of
+image,mask[,split] rows, --pairs) say where they are. A mask pairs with the image of the same relative name, or
+of that name plus a suffix (_mask, _label, _gt, _L, ...) found from the names when only one suffix pairs them
+best, else given with --mask_suffix.
 """
+import csv
 import hashlib
 import re
 from dataclasses import dataclass
@@ -18,15 +24,17 @@ from utils.errors import UserError
 from utils.files import IMAGE_EXTENSIONS
 
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")  # JPEGs only to refuse them by name
-MASK_FOLDERS = ("masks", "annotations", "labels", "gt", "groundtruth", "ground_truth", "segmentations")
+IMAGE_FOLDERS = ("images", "image", "img_dir", "imgs", "img", "image_2", "JPEGImages")
+MASK_FOLDERS = ("masks", "mask", "annotations", "labels", "label", "ann_dir", "semantic", "gt", "groundtruth",
+                "ground_truth", "segmentations", "SegmentationClass")
 PAIR_ENDINGS = ("_masks", "_mask", "_labels", "_label", "_annot", "annot", "_gt", "_segmentation")
+PAIR_WORDS = (("images", "annotations"), ("images", "masks"), ("images", "labels"), ("image", "label"),
+              ("image", "mask"), ("img", "ann"), ("img", "mask"))  # images_prepped_train/ + annotations_prepped_train/
 SUFFIXES = ("_mask", "_masks", "-mask", "_label", "_labels", "_gt", "_GT", "_L", "_seg", "_segmentation",
             "_annotation", "_anno", "_m")  # side by side in one folder only these: "img_1" + "0" is no pair
 SPLITS = ("train", "val", "test")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
-LAYOUTS = ("images/ + masks/ (or annotations/, labels/), Pascal VOC's JPEGImages/ + SegmentationClass/, X/ + "
-           "X_masks/ as Kaggle's, images and masks side by side (x.jpg + x_mask.png), LabelMe JSON or COCO JSON")
 
 
 @dataclass
@@ -47,34 +55,84 @@ def has_files(folder, extensions):
     return folder.is_dir() and any(p.suffix.lower() in extensions for p in folder.rglob("*") if p.is_file())
 
 
-def find_folders(data_dir):
-    """[Folders] of the first layout that fits data_dir, or [] when none does."""
+def split_in(name):
+    """The split a folder's name says (train, images_prepped_test, ...), else None."""
+    return next((split_name(w) for w in re.split(r"[^A-Za-z]+", name) if split_name(w)), None)
+
+
+def first(folder, names, extensions):
+    return next((folder / n for n in names if has_files(folder / n, extensions)), None)
+
+
+def voc(data_dir):
     if (data_dir / "JPEGImages").is_dir() and (data_dir / "SegmentationClass").is_dir():
         return [Folders(data_dir / "JPEGImages", data_dir / "SegmentationClass", voc=data_dir / "ImageSets" /
                         "Segmentation")]
-    masks = next((data_dir / m for m in MASK_FOLDERS if has_files(data_dir / m, MASK_EXTENSIONS)), None)
-    if (data_dir / "images").is_dir() and masks:
-        return [Folders(data_dir / "images", masks)]
-    pairs = []
-    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        mask = next((data_dir / (folder.name + e) for e in PAIR_ENDINGS
-                     if has_files(data_dir / (folder.name + e), MASK_EXTENSIONS)), None)
-        if mask is not None:
-            pairs.append(Folders(folder, mask, split_name(folder.name)))
-    if pairs:
-        taken = {f.images for f in pairs} | {f.masks for f in pairs}
-        test = next((p for p in sorted(data_dir.iterdir()) if p.is_dir() and p not in taken
-                     and split_name(p.name) == "test"), None)
-        return pairs + ([Folders(test, None, "test")] if test else [])
-    splits = [p for p in sorted(data_dir.iterdir()) if p.is_dir() and split_name(p.name)]
-    if splits:  # train/images/ + train/masks/, ...; or Roboflow's train/x.jpg + train/x_mask.png, valid/, test/
-        inner = [(p, next((p / m for m in MASK_FOLDERS if has_files(p / m, MASK_EXTENSIONS)), None)) for p in splits]
-        return [Folders(p / "images", m, split_name(p.name)) if m and (p / "images").is_dir() else
-                Folders(p, p, split_name(p.name), side_by_side=True) for p, m in inner]
-    for folder in (data_dir / "images", data_dir):
-        if folder.is_dir():
-            return [Folders(folder, folder, side_by_side=True)]
     return []
+
+
+def folder_pair(data_dir):
+    images, masks = first(data_dir, IMAGE_FOLDERS, IMAGE_EXTENSIONS), first(data_dir, MASK_FOLDERS, MASK_EXTENSIONS)
+    return [Folders(images, masks)] if images and masks and images != masks else []
+
+
+def named_pairs(data_dir):
+    """X/ + X_masks/ (Kaggle's, with test/ alone as test images), images_prepped_X/ + annotations_prepped_X/."""
+    folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    pairs = []
+    for folder in folders:
+        names = [folder.name + e for e in PAIR_ENDINGS]
+        names += [re.sub(rf"(?<![A-Za-z]){i}(?![A-Za-z])", m, folder.name) for i, m in PAIR_WORDS
+                  if re.search(rf"(?<![A-Za-z]){i}(?![A-Za-z])", folder.name)]
+        mask = first(data_dir, [n for n in names if n != folder.name], MASK_EXTENSIONS)
+        if mask is not None:
+            pairs.append(Folders(folder, mask, split_in(folder.name)))
+    if not pairs:
+        return []
+    taken = {f.images for f in pairs} | {f.masks for f in pairs}
+    test = next((p for p in folders if p not in taken and split_in(p.name) == "test"
+                 and has_files(p, IMAGE_EXTENSIONS)), None)
+    return pairs + ([Folders(test, None, "test")] if test else [])
+
+
+def split_folders(data_dir):
+    """train/ val/ test/ (or training/, validation/, valid/, testing/), each holding an image folder + a mask
+    folder, or the images and masks side by side (Roboflow's); a test folder with images only gives test images."""
+    found = []
+    for p in sorted(p for p in data_dir.iterdir() if p.is_dir() and split_name(p.name)):
+        images, masks = first(p, IMAGE_FOLDERS, IMAGE_EXTENSIONS), first(p, MASK_FOLDERS, MASK_EXTENSIONS)
+        if images and masks:
+            found.append(Folders(images, masks, split_name(p.name)))
+        elif images and split_name(p.name) == "test":
+            found.append(Folders(images, None, "test"))
+        else:
+            found.append(Folders(p, p, split_name(p.name), side_by_side=True))
+    return found
+
+
+def side_by_side(data_dir):
+    folder = next((f for f in (data_dir / "images", data_dir) if f.is_dir()), None)
+    return [Folders(folder, folder, side_by_side=True)] if folder else []
+
+
+# (what a user would call it, how it is found): tried in order, the first that finds folders wins.
+TABLE = (
+    ("Pascal VOC's JPEGImages/ + SegmentationClass/ (CVAT's Segmentation mask)", voc),
+    ("images/ + masks/ (or annotations/, labels/, label/, ...; mmsegmentation's img_dir/ + ann_dir/, KITTI's "
+     "image_2/ + semantic/; split subfolders such as ADE20K's training/ and validation/ inside both)", folder_pair),
+    ("X/ + X_masks/ as Kaggle's, images_prepped_X/ + annotations_prepped_X/", named_pairs),
+    ("train/ val/ test/ (training/ validation/ testing/) each holding images/ + masks/ (U-Net's image/ + label/, "
+     "KITTI's image_2/ + semantic/) or images and masks side by side", split_folders),
+    ("images and masks side by side (x.jpg + x_mask.png)", side_by_side),
+)
+LAYOUTS = "; ".join(name for name, _ in TABLE) + "; LabelMe JSON or COCO JSON"
+EXPLICIT = ("--images DIR --masks DIR (once per split, e.g. --images img/train --masks lbl/train --images img/val "
+            "--masks lbl/val) or --pairs FILE.csv (rows image,mask[,split])")
+
+
+def find_folders(data_dir):
+    """[Folders] of the first layout of TABLE that fits data_dir, or [] when none does."""
+    return next((found for _, find in TABLE for found in [find(data_dir)] if found), [])
 
 
 def files_by_stem(folder, extensions, what, skip=()):
@@ -189,11 +247,11 @@ def assign(samples, val_fraction):
     return splits
 
 
-def mask_pairs(data_dir, mask_suffix):
-    """The mask layout of data_dir: ([(split or None, image path, mask path or None)], the unpaired files' names,
-    a few words on the layout), or None when no mask layout fits."""
+def mask_pairs(data_dir, mask_suffix, folders_given=None):
+    """The mask layout of data_dir (or of the Folders given): ([(split or None, image path, mask path or None)],
+    the unpaired files' names, a few words on the layout), or None when no mask layout fits."""
     rows, unpaired, words = [], [], []
-    for folders in find_folders(data_dir):
+    for folders in folders_given or find_folders(data_dir):
         images, masks, suffix = pair(folders, mask_suffix)
         if not masks and folders.masks is not None:
             continue
@@ -221,6 +279,55 @@ def mask_pairs(data_dir, mask_suffix):
     if not rows:
         return None
     return rows, unpaired, ", ".join(words)
+
+
+def given_folders(images, masks):
+    """[Folders] of --images DIR --masks DIR, given once per split or once for all: a pair's split is the one its
+    image folder's name or its parent's says (img/train, train/image), else split subfolders inside both, else
+    drawn."""
+    if len(images) != len(masks):
+        raise UserError(f"--images is given {len(images)} time(s) and --masks {len(masks)}; give them in pairs, one "
+                        f"--masks for each --images.")
+    found = []
+    for i, m in zip(images, masks):
+        i, m = Path(i), Path(m)
+        for flag, folder in (("--images", i), ("--masks", m)):
+            if not folder.is_dir():
+                raise UserError(f"{flag} {folder} is not a folder; give the folder that holds the "
+                                f"{'images' if flag == '--images' else 'masks'}.")
+        found.append(Folders(i, m, split_in(i.resolve().name) or split_in(i.resolve().parent.name)))
+    return found
+
+
+def csv_pairs(path):
+    """[(split or None, image, mask or None)] of a CSV of image,mask[,split] rows (a header row is allowed), paths
+    relative to the CSV's folder; a test row may leave the mask empty."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = [[c.strip() for c in row] for row in csv.reader(f) if any(c.strip() for c in row)]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--pairs {path} cannot be read ({getattr(e, 'strerror', None) or e}); give a UTF-8 CSV of "
+                        f"image,mask[,split] rows.") from None
+    if rows and rows[0][0].lower() in ("image", "images", "img", "image_path", "filename", "file"):
+        rows = rows[1:]  # a header
+    base, out = Path(path).resolve().parent, []
+    for n, row in enumerate(rows, 1):
+        where = f"--pairs {path} row {n}"
+        if len(row) < 2 or len(row) > 3:
+            raise UserError(f"{where} has {len(row)} column(s); give image,mask or image,mask,split.")
+        split = split_name(row[2]) if len(row) == 3 and row[2] else None
+        if len(row) == 3 and row[2] and split is None:
+            raise UserError(f"{where} names the split {row[2]!r}; give train, val or test (or leave it empty).")
+        image, mask = base / row[0], (base / row[1]) if row[1] else None
+        if not image.is_file() or (mask is not None and not mask.is_file()):
+            missing = image if not image.is_file() else mask
+            raise UserError(f"{where} names {missing}, which does not exist; paths are relative to the CSV's folder.")
+        if mask is None and split != "test":
+            raise UserError(f"{where} has no mask; only a test row may leave it empty.")
+        out.append((split, image, mask))
+    if not out:
+        raise UserError(f"--pairs {path} holds no image,mask row.")
+    return out
 
 
 def safe_name(text):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from utils.errors import UserError
 from utils.files import atomic_write
+from utils.log import notice
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "trainval", "test")
@@ -44,8 +45,8 @@ def choose_lists(data_dir, shipped_dir, prefix, generated):
             chosen[split] = (original, "original")
             continue
         rows = generated[split]
-        print(f"notice: {data_dir} lacks {len(lacking)} of the {sum(map(len, original))} files named by the "
-              f"original {name} (e.g. {lacking[0]}); using a list of the {len(rows)} samples found on disk instead.")
+        notice(f"{data_dir} lacks {len(lacking)} of the {sum(map(len, original))} files named by the "
+               f"original {name} (e.g. {lacking[0]}); using a list of the {len(rows)} samples found on disk instead.")
         chosen[split] = (rows, "generated")
     return chosen
 

@@ -21,7 +21,7 @@ from dataset import coco, custom, labelme, layouts
 from dataset.classes_file import background_class, find_classes_file, read_classes
 from dataset.inform import get_inform
 from dataset.palettes import default_palette
-from utils.log import log
+from utils.log import log, notice
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, save_json, save_png, staged_folder
 from utils.progress import iterate, plural
@@ -45,6 +45,14 @@ class Sample:
     palette: list = None   # a palettized mask's colours
     size: tuple = None     # (H, W) of its image
 
+    def decode(self):
+        """The BGR image as the loader sees it (EXIF orientation applied), or the one inside its LabelMe file; one
+        sentence naming the file when it cannot be decoded."""
+        image = self.embedded() if self.embedded else cv2.imread(str(self.image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"image {self.image} cannot be decoded (damaged, or not an image); replace or remove it.")
+        return image
+
 
 def rel(path, data_dir):
     return Path(os.path.relpath(path, data_dir)).as_posix()
@@ -55,14 +63,22 @@ def key_of(path, data_dir):
     return "/".join("_up" if p == ".." else p for p in rel(path, data_dir).split("/"))
 
 
-def from_masks(data_dir, mask_suffix):
-    found = layouts.mask_pairs(data_dir, mask_suffix)
-    if found is None:
-        return None
-    rows, unpaired, words = found
+def from_masks(data_dir, mask_suffix, given=None, pairs=None):
+    """Masks found by the layouts' table, or in the folders given (--images/--masks), or listed (--pairs)."""
+    if pairs:
+        rows, unpaired, words = layouts.csv_pairs(pairs), [], f"the pairs listed in {pairs}"
+    else:
+        found = layouts.mask_pairs(data_dir, mask_suffix, given)
+        if found is None:
+            if given:
+                raise UserError(f"no image in {', '.join(str(f.images) for f in given)} has a mask in "
+                                f"{', '.join(str(f.masks) for f in given)}; masks pair with images by name (and "
+                                f"--mask_suffix).")
+            return None
+        rows, unpaired, words = found
     samples = [Sample(split, image, key_of(image, data_dir), mask, (lambda size, m=mask: custom.read_mask(m))
                       if mask else None) for split, image, mask in rows]
-    return "masks", words, samples, unpaired, None
+    return "masks", words, samples, unpaired, None, False
 
 
 def from_labelme(data_dir, table):
@@ -88,14 +104,18 @@ def from_labelme(data_dir, table):
     names, background = labelme.class_names(found_labels, table)
     index = {n: i for i, n in enumerate(names)}
     if left:
-        log(f"notice: {plural(left, 'line or point shape')} left out: they cover no area.")
+        notice(f"{plural(left, 'line or point shape')} left out: they cover no area.")
+    if background is None:
+        notice("no label names a background, so the pixels no shape covers are ignored (255), not a class; a "
+               "classes file naming _background_ (labelme2voc's labels.txt) or a shape labelled _background_ makes "
+               "them one.")
     where = files[0].parent if len({p.parent for p in files}) == 1 else data_dir
-    return "LabelMe", f"{plural(len(files), 'LabelMe file')} in {where}", samples, [], names
+    return "LabelMe", f"{plural(len(files), 'LabelMe file')} in {where}", samples, [], names, False
 
 
 def from_coco(data_dir, files, table):
     docs = [(path, coco.load(path)) for path in files]
-    names, background = coco.class_names(docs, table)
+    names, background, added = coco.class_names(docs, table)
     value_of = {n: i for i, n in enumerate(names)}
     splits = [coco.split_of(path) for path, _ in docs] if len(docs) > 1 else [None]
     if len(docs) > 1 and None in splits:
@@ -110,9 +130,9 @@ def from_coco(data_dir, files, table):
                                       check_stated(p, s, size, i) or coco.rasterize(p, d, a, size, value_of,
                                                                                     background), "annotation", None)))
     if bare:
-        log(f"notice: {plural(bare, 'image')} of the COCO files have no annotation: read as all background.")
+        notice(f"{plural(bare, 'image')} of the COCO files have no annotation: read as all background.")
     words = ", ".join(str(p) for p, _ in docs) + (" (splits: " + ", ".join(splits) + ")" if splits[0] else "")
-    return "COCO", words, samples, [], names
+    return "COCO", words, samples, [], names, added
 
 
 def check_stated(path, stated, size, image):
@@ -122,7 +142,9 @@ def check_stated(path, stated, size, image):
                         f"again.")
 
 
-def find_format(data_dir, fmt, coco_file, mask_suffix, table):
+def find_format(data_dir, fmt, coco_file, mask_suffix, table, given=None, pairs=None):
+    if given or pairs:
+        return from_masks(data_dir, mask_suffix, given, pairs)
     if fmt in ("auto", "coco"):
         files = [Path(coco_file)] if coco_file else coco.find(data_dir)
         if files:
@@ -133,9 +155,10 @@ def find_format(data_dir, fmt, coco_file, mask_suffix, table):
     if found is None:
         named = {"coco": "no COCO file", "masks": "no images with masks", "labelme": "no LabelMe file"}.get(fmt)
         raise UserError(f"{data_dir} holds {named or 'none of the layouts this tool reads'}"
-                        f"{'' if named else ': ' + layouts.LAYOUTS}; see docs/own-data.md for every layout.")
+                        f"{'' if named else ': ' + layouts.LAYOUTS}; say where the images and masks are with "
+                        f"{layouts.EXPLICIT} (docs/own-data.md).")
     if found[0] == "masks" and fmt == "auto" and labelme.find(data_dir):
-        log(f"notice: {data_dir} also holds LabelMe files; the masks are used (--format labelme reads those).")
+        notice(f"{data_dir} also holds LabelMe files; the masks are used (--format labelme reads those).")
     return found
 
 
@@ -145,9 +168,7 @@ def check(sample, colours):
     if sample.source.suffix.lower() in (".jpg", ".jpeg"):
         raise UserError(f"mask {sample.source} is a JPEG; JPEG compression changes the class values at every edge, "
                         f"so masks must be lossless PNG: export it again as PNG.")
-    image = sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-    if image is None:  # as the loader sees it (EXIF orientation applied)
-        raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove it.")
+    image = sample.decode()
     values, kind, palette = sample.read(image.shape[:2])
     if values.shape[:2] != image.shape[:2]:
         raise UserError(f"mask {sample.source} is {values.shape[1]}x{values.shape[0]} but its image {sample.image} "
@@ -176,6 +197,20 @@ def colour_index(path, rgb, colours):
     return index
 
 
+def drop_background(names, checked):
+    """The classes without the background put in front of them, which no pixel is (every pixel is annotated, as
+    in our own pre-labels): class v becomes v - 1, so that the classes are the categories in their order."""
+    notice("every pixel is annotated, so no background class is added: the categories are the classes.")
+    for c in checked:
+        c.counts = {v if v == custom.IGNORE else v - 1: n for v, n in c.counts.items()}
+        c.read = lambda size, read=c.read: shifted(*read(size))
+    return names[1:]
+
+
+def shifted(values, kind, palette):
+    return np.where(values == custom.IGNORE, values, values - 1).astype(np.uint8), kind, palette
+
+
 def decide_classes(classes_path, table, checked):
     """(class names, binary) of masks: the classes file's, else what the masks' values say."""
     index = [c for c in checked if c.kind != "colour"]
@@ -191,8 +226,8 @@ def decide_classes(classes_path, table, checked):
                                 f"classes file or fix the mask.")
     names = [name for name, _ in table] if table else None
     if binary:
-        log("notice: the masks hold only the values 0 and 255: read as binary masks, 0 = background and 255 = the "
-            "foreground (class 1), not 255 = ignore.")
+        notice("the masks hold only the values 0 and 255: read as binary masks, 0 = background and 255 = the "
+               "foreground (class 1), not 255 = ignore.")
         return names or ["background", "foreground"], True
     if names:
         return names, False
@@ -202,7 +237,7 @@ def decide_classes(classes_path, table, checked):
         raise UserError(f"mask {bad.source} has the value {max(bad.counts)}; class values must be 0..254 (255 = "
                         f"ignore): renumber its classes.")
     if used == [0, 1]:
-        log("notice: the masks hold only the values 0 and 1: two classes, 0 = background and 1 = foreground.")
+        notice("the masks hold only the values 0 and 1: two classes, 0 = background and 1 = foreground.")
         return ["background", "foreground"], False
     n = used[-1] + 1 if used else 1
     if len(used) < n:  # values that skip numbers: said, not renumbered behind the user's back
@@ -211,10 +246,10 @@ def decide_classes(classes_path, table, checked):
             for v, count in c.counts.items():
                 total[v] = total.get(v, 0) + count
         present = ", ".join(f"{v} ({plural(total[v], 'pixel')})" for v in used)
-        log(f"notice: the masks use the class values {present}: that makes {n} classes 0..{n - 1}, "
-            f"{n - len(used)} of which never occur; they are not renumbered. A classes file (--classes) names "
-            f"the {n} classes in index order (its line {used[-1] + 1} names value {used[-1]}); to train only "
-            f"{len(used)} classes, renumber the masks 0..{len(used) - 1}.")
+        notice(f"the masks use the class values {present}: that makes {n} classes 0..{n - 1}, "
+               f"{n - len(used)} of which never occur; they are not renumbered. A classes file (--classes) names "
+               f"the {n} classes in index order (its line {used[-1] + 1} names value {used[-1]}); to train only "
+               f"{len(used)} classes, renumber the masks 0..{len(used) - 1}.")
     return [f"class_{i}" for i in range(n)], False
 
 
@@ -273,18 +308,22 @@ def write_list(path, rows):
     atomic_write(str(path), lambda tmp: Path(tmp).write_text(text))
 
 
-def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coco_file=None, mask_suffix=None):
-    """Check data_dir and write what custom_train.py needs into it; returns the description written."""
+def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coco_file=None, mask_suffix=None,
+            images=(), masks=(), pairs=None):
+    """Check data_dir and write what custom_train.py needs into it; returns the description written. images and
+    masks (folders, in pairs) or pairs (a CSV of image,mask[,split]) say where the masks are, for any layout."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"DATA_DIR {data_dir} is not a folder; give your dataset's folder ({layouts.LAYOUTS}).")
-    for flag, path in (("--classes", classes), ("--coco", coco_file)):
+    for flag, path in (("--classes", classes), ("--coco", coco_file), ("--pairs", pairs)):
         if path and not os.path.isfile(path):
             raise UserError(f"{flag} {path} does not exist; give the path of a file.")
-    classes_path = find_classes_file(data_dir, classes, log)
+    classes_path = find_classes_file(data_dir, classes)
     table = read_classes(classes_path) if classes_path else None
     colours = [c for _, c in table] if table and table[0][1] else None
-    fmt_name, words, samples, unpaired, names = find_format(data_dir, fmt, coco_file, mask_suffix, table)
+    given = layouts.given_folders(images or [], masks or []) if images or masks else None
+    fmt_name, words, samples, unpaired, names, added = find_format(data_dir, fmt, coco_file, mask_suffix, table,
+                                                                   given, pairs)
     log(f"found {fmt_name}: {words}" + (f"; classes from {classes_path}" if classes_path else ""))
     splits = layouts.assign([(s.split, s.key, s) for s in samples], val_fraction)
     splits = {k: [s[2] for s in v] for k, v in splits.items()}
@@ -293,8 +332,8 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
                         f"pairs with masks/a/x.png.")
     check_writable_dir(str(data_dir), "DATA_DIR")
     if unpaired:
-        log(f"notice: {plural(len(unpaired), 'file')} left out: {', '.join(unpaired[:SHOW])}"
-            + (f" and {len(unpaired) - SHOW} more" if len(unpaired) > SHOW else "") + ".")
+        notice(f"{plural(len(unpaired), 'file')} left out: {', '.join(unpaired[:SHOW])}"
+               + (f" and {len(unpaired) - SHOW} more" if len(unpaired) > SHOW else "") + ".")
 
     # Every image and mask once, before anything is written.
     checked = splits["train"] + splits["val"]
@@ -307,15 +346,13 @@ def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coc
     for sample in iterate(checked, "checking images and masks", "pairs"):
         check(sample, colours)
     for sample in splits["test"]:
-        if (sample.embedded() if sample.embedded else cv2.imread(str(sample.image), cv2.IMREAD_COLOR)) is None:
-            raise UserError(f"image {sample.image} cannot be decoded (damaged, or not an image); replace or remove "
-                            f"it.")
+        sample.decode()
+    if added and not any(c.counts.get(0) for c in checked):
+        names = drop_background(names, checked)
     binary = False
     if names is None:
         names, binary = decide_classes(classes_path, table, checked)
     n = len(names)
-    if table and table[0][1] and len(table) == n - 1:  # annotations: background put in front of the file's classes
-        table = [(names[0], (0, 0, 0))] + table
     palette, source = choose_palette(table if table and len(table) == n else None, checked, n)
     pixels = [0] * n
     for c in splits["train"]:

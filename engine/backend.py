@@ -3,10 +3,11 @@ release's, mmsegmentation's), an ONNX graph (.onnx, run by ONNX Runtime) or an O
 eval/test scripts (engine.evaluate), tools/segment.py and tools/webui.py (engine.segmenter), the exporter's
 checks (engine.export) and benchmark.py.
 
-    backend = load("cgnet_int8.xml")            # load(args.resume, args): the device, --amp, --compile, --plain
+    backend = load("cgnet_int8.xml")            # load(path, device="cuda", mode="compile", amp="bf16", ...)
     batch = backend.prepare(image_bgr)          # one BGR uint8 image as a batch of 1, in the file's input kind
     labels = backend.labels(batch)              # (1, H, W) int64 class ids
     logits = backend.logits(batch)              # (1, C, H, W) float32
+    for tag, labels in backend.stream(tagged_batches):  # labels(batch) of each (tag, batch), in order
     backend.mean, backend.network, backend.dataset, backend.class_names, backend.palette
 
 The input kind differs and callers do not see it: a checkpoint takes the evaluation's float tensor (RGB minus
@@ -19,25 +20,24 @@ rt_info; written by engine.export with metadata()), so that the file alone is en
 """
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from dataset.datasets import normalize, to_tensor
-from engine.checkpoint import Weights, build_for_inference, class_table, input_mean
-from engine.runtime import ShapedModel, native_bf16, openvino_core
+from engine.checkpoint import Weights, build_for_inference, class_table, classes_differ, input_mean
+from engine.profile import timed
+from engine.runtime import ShapedModel, openvino_core
 from model.inference import Predictor
-from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
-from utils.log import log
+from utils.device import amp_notice, keep_cpu_memory, native_bf16, use_device
 from utils.errors import UserError
+from utils.files import model_file_kind
+from utils.log import log, notice
 
 METADATA_KEY = "cgnet"
 RECORDED = ("network", "dataset", "mean", "class_names", "palette")
-
-
-def file_kind(path):
-    """'checkpoint', 'onnx' or 'openvino': the one place where a file's suffix is read."""
-    return {".onnx": "onnx", ".xml": "openvino"}.get(os.path.splitext(str(path))[1].lower(), "checkpoint")
+MODES = ("fast", "compile", "plain")  # load(mode=...): see inference_mode()
 
 
 class Backend:
@@ -84,6 +84,15 @@ class Backend:
         """(B, H, W) int64 class ids."""
         return self.logits(batch).argmax(1)
 
+    def stream(self, items, profile=None):
+        """(tag, labels(batch)) for each (tag, batch) of `items`, in their order: here one batch at a time; a
+        runtime that can keep several in flight overrides this (OpenVINOBackend). `profile`
+        (engine.profile.Profile) gets the network's time as "network"."""
+        for tag, batch in items:
+            with timed(profile, "network"):
+                labels = self.labels(batch)
+            yield tag, labels
+
 
 class TorchBackend(Backend):
     """A checkpoint's network in an inference mode (model.inference.Predictor) on a device."""
@@ -109,16 +118,13 @@ class TorchBackend(Backend):
 
 
 class GraphBackend(Backend):
-    """An exported graph (preprocessing and argmax inside) run on the CPU by its runtime. `compile()` returns
-    run(image uint8 (B, H, W, 3) numpy, output name) -> that output of the graph as numpy: the one place the file
-    is compiled (OpenVINO: per input shape, engine.runtime)."""
+    """An exported graph (preprocessing and argmax inside) run on the CPU by its runtime: `run`(image uint8
+    (B, H, W, 3) numpy, output name) -> that output of the graph as numpy (ONNX Runtime's session)."""
     input_kind = "uint8"
 
-    def __init__(self, path, weights, compile, amps=()):
+    def __init__(self, path, weights, run):
         super().__init__(path, weights, "cpu")
-        self.amps = amps
-        self.compile = compile
-        self.run = compile()
+        self.run = run
 
     def prepare(self, image_bgr):
         return torch.from_numpy(np.ascontiguousarray(image_bgr))[None]
@@ -148,11 +154,26 @@ class GraphBackend(Backend):
         return self._output(batch, "labels")
 
 
-def inference_mode(args, device):
-    """The model.inference mode the flags ask for. The fast path by default: BN folded into the convs (exact
-    in fp32, see benchmark.py), channels-last on the CPU; --compile and --amp on top. --plain is the
+class OpenVINOBackend(GraphBackend):
+    """An OpenVINO IR: `run` is an engine.runtime.ShapedModel (compiled per input shape), which also runs bf16 and
+    keeps two frames of a stream in flight."""
+    amps = ("bf16",)
+
+    def stream(self, items, profile=None):
+        """As Backend.stream, with two requests in flight (engine.runtime.ShapedModel.stream), so that the caller's
+        decoding, blending and encoding overlap the network."""
+        images = ((tag, np.ascontiguousarray(self.input(batch).numpy())) for tag, batch in items)
+        for tag, labels in self.run.stream(images, "labels", profile):
+            yield tag, torch.from_numpy(labels)
+
+
+def inference_mode(mode, amp, device):
+    """The model.inference mode of load()'s `mode` and `amp`. "fast" by default: BN folded into the convs (exact
+    in fp32, see benchmark.py), channels-last on the CPU; "compile" and an `amp` on top. "plain" is the
     original's eager fp32 forward (in full fp32 on GPUs too)."""
-    if getattr(args, "plain", False):
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    if mode == "plain":
         return "eager"
     features = ["fold_bn"]
     if device.type == "cpu":
@@ -162,51 +183,70 @@ def inference_mode(args, device):
         # Measured faster on a CPU only; on GPUs cuDNN's depthwise convolutions in fp32 may be faster in
         # NCHW, so GPUs keep NCHW until a measurement there says otherwise (benchmark.py --device cuda).
         features.append("channels_last")
-    amp = getattr(args, "amp", "none")
-    features += ["compile"] if getattr(args, "compile", False) else []
+    features += ["compile"] if mode == "compile" else []
     features += [amp] if amp != "none" else []
     if amp_notice(device, amp):
         log(amp_notice(device, amp))
     return "+".join(features)
 
 
-def load(path, args=None, flag="--resume", network=None, data=None, fits=True, mean=None):
-    """The Backend of a model file. `args` (None: the CPU, the default mode): cuda/gpus, amp, compile, plain,
-    inform_data_file; `network`: the script's build_model arguments (--model, --classes, ...), which a checkpoint
-    that records no network is built with and which the file must fit (unless fits=False); `data`: (data_dir,
-    dataset_list, classes, ignore_label) of an eval script, whose statistics a checkpoint without a mean needs;
-    `mean`: the mean to take when nothing else tells it (engine.checkpoint.input_mean)."""
-    opener = {"checkpoint": load_checkpoint, "onnx": load_onnx, "openvino": load_openvino}[file_kind(path)]
-    backend = opener(path, args, flag, network, fits)
-    backend.mean = input_mean(backend.weights, path, getattr(args, "inform_data_file", None), flag, data, mean)
+@dataclass(frozen=True)
+class Options:
+    """How load() runs a file, as its keywords say (see load)."""
+    device: torch.device
+    mode: str
+    amp: str
+    flag: str
+
+
+def load(path, *, device="cpu", mode="fast", amp="none", inform=None, network=None, fits=True, data=None, mean=None,
+         flag="model file"):
+    """The Backend of a model file: a checkpoint (.pth), an ONNX graph (.onnx) or an OpenVINO IR (.xml).
+
+    device: where a checkpoint runs ("cpu", "cuda", "cuda:1" or a torch.device); an exported file runs on the CPU.
+    mode: "fast" (BN folded, channels-last on a CPU), "compile" (that, torch.compile'd; checkpoints only) or "plain"
+        (the original's eager fp32 forward). amp: "none", "bf16" or "fp16" (autocast; an .xml: OpenVINO's bf16).
+    inform: a statistics file (--inform_data_file) whose mean a checkpoint that records none takes.
+    network: build_model's arguments ({"name", "classes", ...}): a checkpoint that records no network is built with
+        them, and the file must fit them (unless fits=False). data: (data_dir, dataset_list, classes, ignore_label)
+        of an eval script, whose statistics a checkpoint without a mean needs. mean: the mean to take when nothing
+        else tells it (engine.checkpoint.input_mean).
+    flag: how a user error names the file: the command line's flag ("--resume"; engine.cli.load_options turns the
+        flags into these keywords), or by default "model file"."""
+    if mode not in MODES or amp not in ("none", *TorchBackend.amps):
+        raise ValueError(f"load(mode={mode!r}, amp={amp!r}): mode is one of {', '.join(MODES)}, amp one of none, "
+                         f"{', '.join(TorchBackend.amps)}")
+    opener = {"checkpoint": load_checkpoint, "onnx": load_onnx, "openvino": load_openvino}[model_file_kind(path)]
+    backend = opener(path, Options(torch.device(device), mode, amp, flag), network, fits)
+    backend.mean = input_mean(backend.weights, path, inform, flag, data, mean)
     return backend
 
 
-def load_checkpoint(path, args, flag, network, fits):
-    device = select_device(args)[0] if getattr(args, "cuda", False) else torch.device("cpu")
+def load_checkpoint(path, options, network, fits):
+    device = options.device
     use_device(device)
     expected = network if fits else None
-    model, weights = build_for_inference(path, flag, fallback=network, model_name=expected and expected["name"],
+    model, weights = build_for_inference(path, options.flag, fallback=network,
+                                         model_name=expected and expected["name"],
                                          classes=expected and expected["classes"])
     weights.network = weights.network or dict(network)
-    return TorchBackend(path, weights, model.to(device), inference_mode(args, device), device)
+    return TorchBackend(path, weights, model.to(device), inference_mode(options.mode, options.amp, device), device)
 
 
-def check_graph_flags(path, args, flag, amps):
+def check_graph_options(path, options, amps):
     """The exported file exists; --compile and an --amp its runtime cannot do are refused."""
+    flag, amp = options.flag, options.amp
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path} does not exist; give a checkpoint (.pth) or an exported file (.onnx, .xml).")
-    if getattr(args, "compile", False):
+    if options.mode == "compile":
         raise UserError(f"--compile applies to .pth checkpoints; {flag} {path} is compiled by its own runtime: "
                         f"leave --compile out.")
-    amp = getattr(args, "amp", "none")
     if amp != "none" and amp not in amps:
         if not amps:
             raise UserError(f"--amp {amp} with {flag} {path}: ONNX Runtime runs the graph as exported; give the "
                             f"OpenVINO export (.xml) for bf16, or leave --amp out.")
         raise UserError(f"--amp {amp} with {flag} {path}: OpenVINO runs an .xml in f32 (default) or bf16; "
                         f"use --amp bf16 or leave --amp out.")
-    return amp
 
 
 def check_network(weights, network, path, flag):
@@ -218,25 +258,25 @@ def check_network(weights, network, path, flag):
         raise UserError(f"{flag} {path} was exported from --model {recorded['name']}, not {network['name']}; "
                         f"pass --model {recorded['name']}.")
     if recorded["classes"] != network["classes"]:
-        raise UserError(f"{flag} {path} does not fit: it has {recorded['classes']} classes but the model "
-                        f"{network['classes']} (an export of the other dataset, or a wrong --classes?).")
+        why = classes_differ(recorded["classes"], network["classes"], "export")
+        raise UserError(f"{flag} {path} does not fit: {why}.")
 
 
-def load_onnx(path, args, flag, network, fits):
-    check_graph_flags(path, args, flag, ())
-    session = onnxruntime_session(path, flag)
-    weights = parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path, flag)
-    check_network(weights, network if fits else None, path, flag)
-    return GraphBackend(path, weights, lambda: lambda image, out: session.run([out], {"image": image})[0])
+def load_onnx(path, options, network, fits):
+    check_graph_options(path, options, ())
+    session = onnxruntime_session(path, options.flag)
+    weights = parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path, options.flag)
+    check_network(weights, network if fits else None, path, options.flag)
+    return GraphBackend(path, weights, lambda image, out: session.run([out], {"image": image})[0])
 
 
-def load_openvino(path, args, flag, network, fits):
-    amp = check_graph_flags(path, args, flag, ("bf16",))
-    model = read_openvino(path, flag)
+def load_openvino(path, options, network, fits):
+    check_graph_options(path, options, OpenVINOBackend.amps)
+    model = read_openvino(path, options.flag)
     text = model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
-    weights = parse_metadata(text, path, flag)
-    check_network(weights, network if fits else None, path, flag)
-    return GraphBackend(path, weights, lambda: compile_openvino(model, amp, path), ("bf16",))
+    weights = parse_metadata(text, path, options.flag)
+    check_network(weights, network if fits else None, path, options.flag)
+    return OpenVINOBackend(path, weights, compile_openvino(model, options.amp, path))
 
 
 def onnxruntime_session(path, flag="--resume"):
@@ -274,7 +314,7 @@ def compile_openvino(model, amp, path):
     run = ShapedModel(model, amp, torch.get_num_threads())
     got = run.precision
     if amp == "bf16" and got != type(got).bf16:  # an openvino.Type
-        log(f"notice: this CPU has no native bf16, so OpenVINO runs {path} in {got} (--amp bf16 has no effect here).")
+        notice(f"this CPU has no native bf16, so OpenVINO runs {path} in {got} (--amp bf16 has no effect here).")
         return run
     # The choice, in one line: bf16 changes some labels, so it is never taken silently, only pointed to.
     hint = "; this CPU computes bf16 natively: --amp bf16 is faster (docs/deploy.md, 'Real time on two CPU cores')" \
@@ -316,4 +356,4 @@ def parse_metadata(text, path, flag="--resume"):
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{flag} {path} has a damaged '{METADATA_KEY}' record (expected the network's name and "
                         f"classes, a 3-value mean and one name and colour per class); export it again.") from None
-    return Weights({}, file_kind(path), record, network, mean, record["dataset"], names, palette)
+    return Weights({}, model_file_kind(path), record, network, mean, record["dataset"], names, palette)

@@ -13,7 +13,7 @@ from engine.published import check_published, recognise
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.device import flush_subnormals
-from utils.log import log
+from utils.log import log, notice
 from utils.errors import UserError
 
 
@@ -166,27 +166,32 @@ def input_mean(weights, path, inform_path=None, flag="--resume", data=None, defa
             inform_mean = get_inform(inform_path, data_dir, dataset_list, classes, ignore_label, log)["mean"]
     if weights.mean is not None:
         if inform_mean is not None and not np.allclose(inform_mean, weights.mean, atol=1e-3):
-            log(f"notice: --inform_data_file {inform_path} has the mean {np.round(inform_mean, 2).tolist()}, "
-                f"the checkpoint {np.round(weights.mean, 2).tolist()}; using the checkpoint's, as it was trained.")
+            notice(f"--inform_data_file {inform_path} has the mean {np.round(inform_mean, 2).tolist()}, "
+                   f"the checkpoint {np.round(weights.mean, 2).tolist()}; using the checkpoint's, as it was trained.")
         return np.asarray(weights.mean, np.float32)
     if inform_mean is not None:
         return np.asarray(inform_mean, np.float32)
     if default is not None:
         return np.asarray(default, np.float32)
     if weights.network and weights.network.get("classes") == CITYSCAPES.classes:
-        log(f"notice: {path} records no input mean; using the original release's Cityscapes mean "
-            f"{list(CITYSCAPES.release_mean)} (pass --inform_data_file to use other statistics).")
+        notice(f"{path} records no input mean; using the original release's Cityscapes mean "
+               f"{list(CITYSCAPES.release_mean)} (pass --inform_data_file to use other statistics).")
         return np.asarray(CITYSCAPES.release_mean, np.float32)
     raise UserError(f"{flag} {path} records no input mean (an original-release or bare checkpoint); pass "
                     f"--inform_data_file with the statistics file of the data it was trained on.")
 
 
-def _mismatch_cause(model, sd, missing, unexpected, shapes):
+def classes_differ(theirs, ours, kind="checkpoint"):
+    """Why a file of `kind` ("checkpoint", "export") with `theirs` classes does not fit a model of `ours`."""
+    return (f"the {kind} has {theirs} classes but the model {ours} ({'an' if kind[0] in 'aeiou' else 'a'} {kind} "
+            f"of the other dataset, or a wrong --classes?)")
+
+
+def _mismatch_cause(model, sd, missing, unexpected):
     own = model.state_dict()
     cls_key = next((k for k in own if k.startswith("classifier") and k.endswith("weight")), None)
     if cls_key in sd and cls_key in own and sd[cls_key].shape[0] != own[cls_key].shape[0]:
-        return (f"the checkpoint has {sd[cls_key].shape[0]} classes but the model {own[cls_key].shape[0]} "
-                f"(a checkpoint of the other dataset, or a wrong --classes?)")
+        return classes_differ(sd[cls_key].shape[0], own[cls_key].shape[0])
     if not (set(sd) & set(own)):
         return "no parameter name matches: it is a checkpoint of another network, or not of CGNet"
     if any(k.startswith(("level2.", "level3.")) for k in missing + unexpected):
@@ -216,7 +221,7 @@ def _load(model, sd, path, flag, skip=()):
             parts.append("missing " + ", ".join(missing[:3]))
         if unexpected:
             parts.append("unexpected " + ", ".join(unexpected[:3]))
-        cause = _mismatch_cause(model, sd, missing, unexpected, shapes)
+        cause = _mismatch_cause(model, sd, missing, unexpected)
         raise UserError(f"{flag} {path} does not fit the model ({'; '.join(parts)}): {cause}; give a checkpoint "
                         f"trained with the same --model, --classes, --M and --N.")
     model.load_state_dict({k: v for k, v in sd.items() if k not in skip}, strict=not skip)
@@ -248,13 +253,13 @@ def load_pretrained(model, path, classes, ckpt=None, model_name=None, flag="--we
     extra_bias = [k for k in sd if k not in own and k.startswith("classifier") and k.endswith(".bias")]
     if extra_bias:  # mmsegmentation's head has a bias the original network has no place for
         sd = {k: v for k, v in sd.items() if k not in extra_bias}
-        log(f"notice: {path} has a classifier bias ({', '.join(extra_bias)}) that the original network has no "
-            f"place for; it is left out.")
+        notice(f"{path} has a classifier bias ({', '.join(extra_bias)}) that the original network has no "
+               f"place for; it is left out.")
     head = [k for k in own if k in sd and _differ_in_classes(sd[k].shape, own[k].shape, classes)]
     _load(model, sd, path, flag, skip=head)
     if head:
-        log(f"notice: {path} was trained for another number of classes than this run's {classes}: every weight "
-            f"is loaded except the classifier ({', '.join(head)}), which starts freshly initialised.")
+        notice(f"{path} was trained for another number of classes than this run's {classes}: every weight "
+               f"is loaded except the classifier ({', '.join(head)}), which starts freshly initialised.")
     return weights
 
 
@@ -285,8 +290,7 @@ def build_for_inference(path, flag="--resume", fallback=None, model_name=None, c
                         f"it records no network); give a checkpoint written by this project or the original release.")
     _check_name(weights, path, flag, model_name)
     if classes is not None and network["classes"] != classes:
-        raise UserError(f"{flag} {path} does not fit: the checkpoint has {network['classes']} classes but the "
-                        f"model {classes} (a checkpoint of the other dataset, or a wrong --classes?).")
+        raise UserError(f"{flag} {path} does not fit: {classes_differ(network['classes'], classes)}.")
     try:
         model = build_model(**network)
     except (TypeError, ValueError) as e:

@@ -4,8 +4,12 @@ import os
 
 from dataset.custom import read_description
 from dataset.specs import DatasetSpec, spec_from_description
+from engine.published import PUBLISHED
 from model import MODELS
 from utils.args import positive_float, positive_int, non_negative_int, scale_list, seed_int, size_pair, str2bool
+from utils.device import select_device
+from utils.errors import UserError
+from utils.files import model_file_kind
 
 # Here, not in engine/segmenter.py, so that the training parser loads no inference module.
 MAX_SIDE = 2048  # --max_side: the long side of Cityscapes, the scale CGNet was trained for
@@ -59,8 +63,10 @@ def train_parser(spec):
                        help="checkpoint to continue from, or 'auto' for the run folder's checkpoint.pth if any")
     start.add_argument("--weights", default=None,
                        help="start a new run (epoch 0, fresh optimizer and LR schedule) from the weights of this "
-                            "checkpoint (ours or the original release's); with another class count the "
-                            "classifier starts fresh (fine-tuning, transfer)")
+                            "checkpoint (ours, the original release's, mmsegmentation's) or of a published one by "
+                            f"name ({', '.join(PUBLISHED)}: downloaded to tools/download_weights.py's path once, "
+                            "sha256 checked); with another class count the classifier starts fresh (fine-tuning, "
+                            "transfer)")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a run folder that holds an earlier run's checkpoints, deleting them "
                         "(without it such a run is refused)")
@@ -130,8 +136,23 @@ def spec_of_argv(argv):
     data_dir = pre.parse_known_args(argv)[0].data_dir
     try:
         return custom_spec(data_dir) if data_dir else UNPREPARED
-    except Exception:  # reported by main() with the parsed flags, after argparse had its say
+    except UserError:  # reported by main() with the parsed flags, after argparse had its say
         return UNPREPARED
+
+
+def load_options(args):
+    """engine.backend.load()'s keywords from the flags of a script that runs the model file --resume (the eval/test
+    scripts, tools/segment.py, tools/webui.py): the one place those flags become them. A GPU is picked (--cuda,
+    --gpus) for a checkpoint only: an exported file runs on the CPU."""
+    checkpoint = model_file_kind(args.resume) == "checkpoint"
+    return {"device": select_device(args)[0] if args.cuda and checkpoint else "cpu",
+            "mode": "plain" if args.plain else "compile" if args.compile else "fast",
+            "amp": args.amp, "inform": args.inform_data_file, "flag": "--resume"}
+
+
+def segmenter_options(args):
+    """engine.segmenter.load_segmenter()'s keywords from the flags segmenter_flags() adds."""
+    return {"max_side": args.max_side, "tile": args.tile, **load_options(args)}
 
 
 def segmenter_flags(parser):

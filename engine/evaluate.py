@@ -12,6 +12,7 @@ from dataset.classes_file import background_class
 from dataset.datasets import EvalDataset, image_header, make_loader, read_list
 from engine.backend import load
 from engine.checkpoint import network_of
+from engine.cli import load_options
 from model.inference import multiscale_probs
 from utils.log import log
 from utils.errors import UserError
@@ -63,8 +64,8 @@ def run_inference(args, spec, list_flag, with_label, write, picture_dir=None):
     """Predict every image of the list; write(writer, sample, pred uint8 (H, W), gt or None, palette) queues
     its PNGs on the background writer, --overlay/--panel pictures go to picture_dir. The caller has run
     check_outputs. Returns (samples, confusion matrix or None, class names)."""
-    backend = load(args.resume, args, network=network_of(args),
-                   data=(args.data_dir, args.dataset_list, args.classes, args.ignore_label))
+    backend = load(args.resume, network=network_of(args),
+                   data=(args.data_dir, args.dataset_list, args.classes, args.ignore_label), **load_options(args))
     device = backend.device
     names, palette = eval_classes(backend.weights, spec)
     samples = read_list(getattr(args, list_flag.lstrip("-")), args.data_dir, with_label, list_flag)

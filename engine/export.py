@@ -42,6 +42,7 @@ from utils.progress import plural
 
 MAX_MIOU_DROP = 1.0  # points: the most an export may lose against PyTorch on a labelled list
 CHECK_IMAGES = 20    # int8 without a labelled list: images held out from the calibration images to check on
+SUBSET_SIZE = 300    # int8: at most this many calibration images, spread evenly (NNCF's default count)
 INT8_ADVICE = ("calibrate on more images like those it will segment, check it on a labelled list with "
                "--val_data_list (the mIoU drop decides then), or lower --min_agreement to accept it.")
 
@@ -363,13 +364,16 @@ def on_list(check, source, samples, name):
     return check
 
 
-def int8_check(source, paths, args):
-    """(calibration images, Check) of an int8 export from the image files `paths`: on --val_data_list (relative to
-    --data_dir), else the recorded val list, the mIoU drop; else the agreement on --check_images of the images
-    (at most a fifth) held out from the calibration; with fewer than 5 images, on calibration images. The lists
-    are read here, before any slow work, so a wrong path fails in seconds."""
-    check = Check(min_agreement=args.min_agreement, max_miou_drop=args.max_miou_drop)
-    listed = (args.val_data_list, args.data_dir, "--val_data_list") if args.val_data_list else None
+def int8_check(source, paths, *, val_list=None, data_dir=".", subset_size=SUBSET_SIZE, check_images=CHECK_IMAGES,
+               min_agreement=None, max_miou_drop=MAX_MIOU_DROP):
+    """(calibration images, Check) of an int8 export from the image files `paths` (at most subset_size of them
+    calibrate): on the labelled list `val_list` (--val_data_list, relative to `data_dir`), else the val list the
+    checkpoint records, the mIoU drop (at most max_miou_drop points); else the agreement (at least min_agreement;
+    None: the format's) on check_images of the images (at most a fifth) held out from the calibration; with fewer
+    than 5 images, on calibration images. The lists are read here, before any slow work, so a wrong path fails in
+    seconds."""
+    check = Check(min_agreement=min_agreement, max_miou_drop=max_miou_drop)
+    listed = (val_list, data_dir, "--val_data_list") if val_list else None
     if listed is None and recorded_list(source):
         listed = (*recorded_list(source), "the checkpoint's --val_data_list")
     if listed is not None:
@@ -380,10 +384,10 @@ def int8_check(source, paths, args):
                 raise
             listed = None  # the recorded list changed since training: the held-out images check instead
     if listed is not None:
-        return subset(paths, args.subset_size), on_list(check, source, check.samples, f"{listed[2]} {listed[0]}")
-    held = subset(paths, min(args.check_images, len(paths) // 5))
+        return subset(paths, subset_size), on_list(check, source, check.samples, f"{listed[2]} {listed[0]}")
+    held = subset(paths, min(check_images, len(paths) // 5))
     kept = set(held)
-    calibration = subset([p for p in paths if p not in kept], args.subset_size)
-    check.images = held or subset(calibration, args.check_images)
+    calibration = subset([p for p in paths if p not in kept], subset_size)
+    check.images = held or subset(calibration, check_images)
     check.images_name = "held out from --calibration" if held else "of --calibration (too few to hold any out)"
     return calibration, check

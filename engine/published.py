@@ -1,13 +1,20 @@
 """The published CGNet weights: where each file is, how to verify it, and what a file that records nothing
-about itself (the original release's layout) needs to be used alone. tools/download_weights.py fetches them;
-engine.checkpoint.read_weights recognises the authors' CamVid file by its sha256, however it was fetched."""
+about itself (the original release's layout) needs to be used alone. fetch() downloads one, verified, for
+tools/download_weights.py and for training's --weights NAME; engine.checkpoint.read_weights recognises the
+authors' CamVid file by its sha256, however it was fetched."""
 import functools
 import hashlib
+import http.client
 import os
+import urllib.error
 from dataclasses import dataclass
 
-from dataset.palettes import CAMVID_CLASSES, CAMVID_PALETTE
+import torch.hub
+
 from utils.errors import UserError
+from utils.files import check_writable_file, staged_folder
+
+from dataset.palettes import CAMVID_CLASSES, CAMVID_PALETTE
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,47 @@ def recognise(path):
         return None
     size = os.path.getsize(path)
     return next((e for e in PUBLISHED.values() if e.mean is not None and e.size == size and matches(e, path)), None)
+
+
+def reason(error):
+    """The short cause of a failed download: 'HTTP Error 404: Not Found', 'Connection refused', ..."""
+    if isinstance(error, urllib.error.HTTPError):
+        return str(error)
+    cause = getattr(error, "reason", None) or error  # a URLError wraps the OSError of the connection
+    return str(getattr(cause, "strerror", None) or cause).rstrip(".")
+
+
+def fetch(name, out=None, url=None, log=print):
+    """The path of the published file `name`: out (default: its default path, relative to where the scripts run)
+    when a verified copy is there already, else downloaded from url (default: its address) and moved there only
+    once its sha256 is the published one. Anything else is a UserError that says where to fetch it by hand."""
+    entry = PUBLISHED.get(name)
+    if entry is None:
+        raise UserError(f"NAME {name!r} is not one of the published CGNet files; choose one of "
+                        f"{', '.join(PUBLISHED)}.")
+    out, url = out or entry.out, url or entry.url
+    by_hand = f"fetch {entry.url} by hand and save it as {out}, then run this command again to verify it"
+    if os.path.isfile(out):
+        if matches(entry, out):
+            log(f"{out} is already there and verified ({entry.name}); nothing to do.")
+            return out
+        raise UserError(f"{out} exists but is not the published {entry.name} file (its sha256 differs); move it "
+                        f"away (or, for tools/download_weights.py, give another --out).")
+    check_writable_file(out, "--out")
+    try:
+        # Staged inside the folder of out and moved into place in one rename once verified: a cut connection,
+        # a wrong file or Ctrl-C removes the staging folder (and any folder created for it) and leaves nothing.
+        with staged_folder(os.path.dirname(os.path.abspath(out)), log) as stage:
+            torch.hub.download_url_to_file(url, os.path.join(stage, os.path.basename(out)), hash_prefix=entry.sha256)
+    except RuntimeError as e:
+        if "invalid hash value" not in str(e):
+            raise
+        raise UserError(f"{url} did not give the published {entry.name} file (cut short, or another file: {e}), so "
+                        f"nothing was written to {out}; a mirror must serve the same file, or {by_hand}.") from None
+    except (OSError, http.client.HTTPException, ValueError) as e:  # offline, refused, HTTP error, cut, bad URL
+        raise UserError(f"could not download {url} ({reason(e)}), so nothing was written; {by_hand}.") from None
+    log(f"{out}: {entry.what}, sha256 verified.")
+    return out
 
 
 def claimed(path):

@@ -35,12 +35,6 @@ def openvino_core():
     return openvino.Core()
 
 
-def native_bf16():
-    """Whether OpenVINO's CPU plugin computes bf16 natively here (avx512_bf16 or AMX): elsewhere it emulates or
-    refuses it and bf16 is no faster."""
-    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 class ShapedModel:
     """run(image, output name) -> that output as numpy, compiled per shape as the module docstring says.
     `threads`: the CPU threads the network may use (torch's count by default, as ONNX Runtime's sessions).

@@ -2,8 +2,9 @@
 colours. tools/segment.py and tools/webui.py load the --resume file through engine.backend, as the evaluation
 scripts do.
 
-    seg = load_segmenter(args)          # args: resume, inform_data_file, amp, compile, plain, cuda, gpus
+    seg = load_segmenter("model.pth")   # or .onnx/.xml; engine.backend.load's keywords: device="cuda", amp="bf16", ...
     pred = seg(image_bgr)               # (H, W) uint8 class ids, as cityscapes_eval.py predicts them
+    seg.colours(pred), seg.class_names  # (H, W, 3) uint8 RGB colours of the classes; their names
     seg.save("out/street", image_bgr, pred)   # out/street.png, street_color.png, street_overlay.png
 
 Memory is bounded whatever the photo: by default the network sees the image with its long side capped at
@@ -28,7 +29,7 @@ from engine.cli import MAX_SIDE
 from engine.profile import timed
 from engine.video import is_url, open_capture, video_metadata
 from utils.files import save_png
-from utils.vis import overlay
+from utils.vis import colorize, overlay
 
 TILE = (1024, 2048)    # (H, W) of a tile in full-resolution mode (landscape; swapped for portrait images)
 TILE_MARGIN = 128      # context each tile sees beyond the pixels it predicts (discarded at its border)
@@ -42,10 +43,15 @@ class Segmenter:
     tile: bool = False        # full resolution in overlapping tiles (memory bounded by the tile)
     profile: object = None    # an engine.profile.Profile: where a video frame's time goes (segment.py --profile)
 
-    def __getattr__(self, name):  # what the file says about itself: mean, network, dataset, class_names, ...
-        if name in ("mean", "network", "dataset", "class_names", "palette", "classes", "device", "path"):
-            return getattr(self.backend, name)
-        raise AttributeError(name)
+    # What the file says about itself, and where it runs: the backend's.
+    path = property(lambda self: self.backend.path)
+    device = property(lambda self: self.backend.device)
+    mean = property(lambda self: self.backend.mean)
+    network = property(lambda self: self.backend.network)
+    dataset = property(lambda self: self.backend.dataset)
+    classes = property(lambda self: self.backend.classes)
+    class_names = property(lambda self: self.backend.class_names)
+    palette = property(lambda self: self.backend.palette)
 
     @property
     def background(self):
@@ -78,23 +84,26 @@ class Segmenter:
         return upsampled_argmax(self.backend.logits(x)[0].float().cpu().numpy(), size)
 
     def stream(self, decoded):
-        """(frame, (H, W) uint8 class ids) of each (frame, network input) of `decoded`, in order. An OpenVINO file
-        keeps two frames in flight (engine.runtime.ShapedModel.stream), so that decoding, blending and encoding
-        overlap the network; other files, and frames shrunk for the network, go one at a time."""
-        run = getattr(self.backend, "run", None)
+        """(frame, (H, W) uint8 class ids) of each (frame, network input) of `decoded`, in order, through the
+        backend's stream() (an OpenVINO file keeps two frames in flight, so that decoding, blending and encoding
+        overlap the network). Frames shrunk for the network go one at a time, their logits resized back."""
         decoded = iter(decoded)
         first = next(decoded, None)
         if first is None:
             return
         decoded = itertools.chain([first], decoded)
-        if not hasattr(run, "stream") or self.backend.size(first[1]) != first[0].shape[:2]:
+        if self.backend.size(first[1]) != first[0].shape[:2]:
             for frame, x in decoded:
                 with timed(self.profile, "network"):
                     pred = self.labels(x, frame.shape[:2])
                 yield frame, pred
             return
-        for frame, labels in run.stream(((f, x.numpy()) for f, x in decoded), "labels", self.profile):
-            yield frame, labels[0].astype(np.uint8)
+        for frame, labels in self.backend.stream(decoded, self.profile):
+            yield frame, labels[0].to(torch.uint8).cpu().numpy()
+
+    def colours(self, pred):
+        """(H, W, 3) uint8 RGB: each pixel of the class ids `pred` in its class's colour."""
+        return colorize(pred, self.palette)
 
     def __call__(self, image_bgr):
         if self.tiled(image_bgr):
@@ -153,11 +162,11 @@ def upsampled_argmax(logits, size):
     return ids
 
 
-def load_segmenter(args, path=None, flag="--resume"):
-    """The segmenter of `path` (default args.resume) on the device the flags select; args.max_side and
-    args.tile, when present, set how large images are segmented."""
-    return Segmenter(load(path or args.resume, args, flag), getattr(args, "max_side", MAX_SIDE),
-                     getattr(args, "tile", False))
+def load_segmenter(path, *, max_side=MAX_SIDE, tile=False, **options):
+    """The Segmenter of a model file (.pth, .onnx, .xml); `options`: engine.backend.load's keywords (device, mode,
+    amp, inform, ...; engine.cli.segmenter_options gives them from the command line). max_side and tile: how large
+    images are segmented (see Segmenter)."""
+    return Segmenter(load(path, **options), max_side, tile)
 
 
 @dataclass(frozen=True)

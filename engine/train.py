@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from dataset.datasets import EvalDataset, TrainDataset, make_loader, read_list
 from dataset.inform import get_inform
-from engine.checkpoint import build_and_load, load_pretrained, network_of, self_contained
+from engine.checkpoint import build_and_load, load_pretrained, network_of, read_weights, self_contained
+from engine.published import PUBLISHED, fetch
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
@@ -239,6 +240,10 @@ def train(args, spec):
     # in init_process_group (its timeout covers this). Rank 0 then broadcasts them: with several machines
     # the others may have no copy of the file, and must not compute their own.
     inform = read_statistics(args) if process_rank() == 0 else None
+    if args.weights in PUBLISHED and not os.path.isfile(args.weights):  # a published NAME: its default path
+        args.weights = fetch(args.weights, log=log) if process_rank() == 0 else PUBLISHED[args.weights].out
+    if args.weights and process_rank() == 0:
+        inform = pretrained_mean(inform, args.weights)
     if nprocs:
         log(f"starting {nprocs} processes, one per GPU of --gpus {args.gpus} (DistributedDataParallel)")
         return du.spawn(train_process, nprocs, args, spec, device, gpu_ids, samples, inform)
@@ -262,6 +267,19 @@ def read_samples(args):
     train_samples = read_list(args.train_data_list, args.data_dir, True, "--train_data_list")
     val_samples = read_list(args.val_data_list, args.data_dir, True, "--val_data_list") if args.val_data_list else []
     return train_samples, val_samples
+
+
+def pretrained_mean(inform, path):
+    """The statistics with the input mean of the --weights model, where its file records or implies one: its
+    layers were trained on inputs minus that mean, so fine-tuning starts from its accuracy rather than from inputs
+    shifted by the difference (the class weights stay this dataset's)."""
+    mean = read_weights(path, "--weights").mean
+    if mean is None:
+        return inform
+    shown = ", ".join(f"{v:.1f}" for v in mean)
+    log(f"notice: the input mean of --weights {path} ({shown}) is used rather than this dataset's "
+        f"({', '.join(f'{v:.1f}' for v in inform['mean'])}): its layers were trained with it.")
+    return {**inform, "mean": np.asarray(mean, np.float32)}
 
 
 def read_statistics(args):

@@ -20,7 +20,7 @@ import numpy as np
 from engine.profile import timed
 from utils.errors import UserError
 from utils.files import BackgroundWriter, check_room
-from utils.log import log
+from utils.log import log, notice
 from utils.progress import bar
 from utils.vis import overlay
 
@@ -156,8 +156,8 @@ def video_metadata(capture, source, quiet=False):
     fps = capture.get(cv2.CAP_PROP_FPS)
     if not 0 < fps <= MAX_FPS:
         if not quiet:
-            log(f"notice: {source} reports {fps:g} frames/s, which cannot be right; its overlay video is written at "
-                f"{DEFAULT_FPS:g} frames/s.")
+            notice(f"{source} reports {fps:g} frames/s, which cannot be right; its overlay video is written at "
+                   f"{DEFAULT_FPS:g} frames/s.")
         fps = DEFAULT_FPS
     return total, fps
 
@@ -168,13 +168,13 @@ class Window:
     def __init__(self, title):
         self.title, self.open = title, False
         if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            log("notice: --show skipped: there is no display (DISPLAY is not set).")
+            notice("--show skipped: there is no display (DISPLAY is not set).")
             return
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
             self.open = True
         except cv2.error:
-            log("notice: --show skipped: this OpenCV build cannot open windows.")
+            notice("--show skipped: this OpenCV build cannot open windows.")
 
     def show(self, image_bgr, fps):
         """False when the user closed the window or pressed q/Esc: the stream ends there."""

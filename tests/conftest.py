@@ -126,6 +126,13 @@ def cs(synthetic):
     return synthetic()
 
 
+def segmenter_of(args):
+    """The Segmenter tools/segment.py and tools/webui.py load from their parsed flags."""
+    from engine.cli import segmenter_options
+    from engine.segmenter import load_segmenter
+    return load_segmenter(args.resume, **segmenter_options(args))
+
+
 def free_port():
     """A loopback port no one listens on now (for servers the tests start)."""
     with socket.socket() as s:

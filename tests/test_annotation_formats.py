@@ -128,8 +128,21 @@ def test_labelme_beside_the_images_without_labels_txt(tmp_path):
     shutil.rmtree(root / "json")
     desc = prepare(root)
     present = sorted({SHAPE_CLASSES[v] for m in truth.values() for v in np.unique(m) if v})
-    assert desc["class_names"] == ["_background_"] + present  # labelme2voc's background, then the labels sorted
-    assert desc["background"] == 0
+    assert desc["class_names"] == present  # the labels sorted; no label names a background: unlabelled is ignored
+    assert min(((m == 255) == (truth[k] == 0)).mean() for k, m in prepared_masks(root).items()) >= 0.95
+
+
+def test_labelme_gaps_are_ignored_where_no_label_names_a_background(tmp_path, capsys):
+    """Issue 32, item 5: the slivers between polygons are no class unless a label or classes file names one."""
+    root = labelme_one(tmp_path / "a", [shape("dog", [[0, 0], [6, 0], [6, 6], [0, 6]]),
+                                        shape("cat", [[7, 0], [9, 0], [9, 9], [7, 9]])])
+    desc = prepare(root, "--val_fraction", "0")
+    assert desc["class_names"] == ["cat", "dog"] and "no label names a background" in capsys.readouterr().out
+    mask = prepared_masks(root)["a.png"]
+    assert mask[3, 3] == 1 and mask[3, 8] == 0 and mask[8, 3] == 255  # a gap: ignored
+    (root / "labels.txt").write_text("__ignore__\n_background_\ncat\ndog\n")  # labelme2voc's: background named
+    desc = prepare(root, "--val_fraction", "0")
+    assert desc["class_names"] == ["_background_", "cat", "dog"] and prepared_masks(root)["a.png"][8, 3] == 0
 
 
 def test_predictions_round_trip_through_labelme(tmp_path):
@@ -275,8 +288,8 @@ def test_labelme_with_a_coloured_classes_file_without_background(tmp_path):
     root = labelme_one(tmp_path / "a", [shape("dog", [[0, 0], [5, 0], [5, 5]])])
     (root / "classes.txt").write_text("cat 0 200 0\ndog 200 0 0\n")
     desc = prepare(root, "--val_fraction", "0")
-    assert desc["class_names"] == ["_background_", "cat", "dog"]
-    assert desc["palette"] == [[0, 0, 0], [0, 200, 0], [200, 0, 0]] and desc["palette_from"] == "classes file"
+    assert desc["class_names"] == ["cat", "dog"]  # the classes file's classes only: the gaps are ignored
+    assert desc["palette"] == [[0, 200, 0], [200, 0, 0]] and desc["palette_from"] == "classes file"
 
 
 def coco_one(root, **changes):

@@ -106,6 +106,26 @@ def test_unwritable_json_is_refused_before_measuring(tmp_path, monkeypatch):
         run(["--device", "cpu", "--json", str(blocker / "x.json")])
 
 
+def test_a_mode_that_fails_is_an_error_unless_unavailable_modes_are_skipped(tmp_path, monkeypatch, capsys):
+    """A regression in one mode is not a quiet 'failed:' row with exit status 0 (issue 33, point 6)."""
+    build = benchmark.Modes.__call__
+
+    def failing(self, mode):
+        if mode == "exact":
+            raise RuntimeError("no compiler")
+        return build(self, mode)
+    monkeypatch.setattr(benchmark.Modes, "__call__", failing)
+    out = tmp_path / "bench.json"
+    argv = ["--device", "cpu", "--input_size", "16,24", "--M", "1", "--N", "1", "--mode", "exact", "channels_last",
+            "--warmup", "0", "--runs", "1", "--json", str(out)]
+    with pytest.raises(UserError, match=r"^1 mode failed \(exact: see the table\); .* --skip_unavailable"):
+        run(argv)
+    assert "failed: RuntimeError: no compiler" in capsys.readouterr().out and not out.exists()
+    results = run(argv + ["--skip_unavailable"])
+    assert results["exact"]["error"] == "RuntimeError: no compiler" and "error" not in results["channels_last"]
+    assert [row["mode"] for row in json.loads(out.read_text())["modes"]] == ["eager", "exact", "channels_last"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 def test_cuda_without_a_gpu_is_a_user_error():
     with pytest.raises(UserError, match="--device cpu"):

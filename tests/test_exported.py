@@ -19,7 +19,7 @@ import torch
 import benchmark
 import cityscapes_eval
 import cityscapes_test
-from conftest import ROOT, fails, free_port
+from conftest import ROOT, fails, free_port, segmenter_of
 from dataset.datasets import read_list
 from engine.backend import load
 from engine.checkpoint import build_for_inference, class_table
@@ -142,7 +142,7 @@ def test_the_web_page_serves_an_exported_file_as_tools_segment_does(exported, tm
     from gradio_client import Client, handle_file
     image = sorted(glob.glob(f"{exported['cs']}/leftImg8bit/val/*/*.png"))[0]
     args = webui.get_args_parser().parse_args(["--resume", exported["onnx"], "--port", str(free_port())])
-    seg = webui.load_segmenter(args)
+    seg = segmenter_of(args)
     app = webui.build_app(seg, str(tmp_path))
     try:
         url = webui.launch(app, args, [], block=False)

@@ -39,7 +39,7 @@ def test_the_float_input_of_the_eval_scripts_becomes_the_uint8_image_exactly():
     mean = np.asarray([72.39, 82.91, 73.16], np.float32)
     weights = parse_metadata(metadata(NETWORK, None, mean, ["a"] * 19, [[0, 0, 0]] * 19, "fp32"), "x.onnx")
     run = lambda a, out: seen.append(a) or np.zeros((1, 2, 4, 5), np.float32)  # noqa: E731 (the graph's)
-    backend = GraphBackend("x.onnx", weights, lambda: run)
+    backend = GraphBackend("x.onnx", weights, run)
     image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)  # BGR
     x = torch.from_numpy((image[:, :, ::-1].astype(np.float32) - mean).transpose(2, 0, 1).copy())[None]
     backend.logits(x)

@@ -98,8 +98,9 @@ def test_eval_and_test_default_to_one_gpu(script):
                                           ("cuda:0", "fold_bn+compile+bf16")])
 def test_evaluation_uses_channels_last_only_where_it_was_measured_faster(monkeypatch, device, mode):
     monkeypatch.setattr(backend, "keep_cpu_memory", lambda: True)
-    args = SimpleNamespace(plain=False, compile="compile" in mode, amp="bf16" if "bf16" in mode else "none")
-    assert backend.inference_mode(args, torch.device(device)) == mode
+    chosen = backend.inference_mode("compile" if "compile" in mode else "fast", "bf16" if "bf16" in mode else "none",
+                                    torch.device(device))
+    assert chosen == mode
 
 
 # ------------------------------------------------------------------ statistics before the process group
@@ -285,9 +286,9 @@ def test_ctrl_c_stops_spawned_processes_within_seconds(tmp_path):
 def test_amp_notices_name_a_cpu_without_native_bf16(monkeypatch):
     import utils.device as device_mod
     cpu = torch.device("cpu")
-    monkeypatch.setattr(device_mod, "cpu_lacks_native_bf16", lambda: True)
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: False)
     assert "no native bf16" in device_mod.amp_notice(cpu, "bf16")
     assert "fp16 is several times slower" in device_mod.amp_notice(cpu, "fp16")
-    monkeypatch.setattr(device_mod, "cpu_lacks_native_bf16", lambda: False)
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: True)
     assert device_mod.amp_notice(cpu, "bf16") is None and device_mod.amp_notice(cpu, "none") is None
     assert device_mod.amp_notice(torch.device("cuda", 0), "bf16") is None

@@ -137,15 +137,13 @@ def test_the_lists_are_found_in_data_dir_and_read_before_quantizing(untrained, t
 
 def test_held_out_images_are_kept_out_of_the_calibration():
     source = SimpleNamespace(weights=SimpleNamespace(ckpt={}))  # records no val list
-    args = SimpleNamespace(val_data_list=None, subset_size=300, check_images=20, min_agreement=None,
-                           max_miou_drop=1.0)
     paths = [f"{i}.png" for i in range(367)]
-    calibration, check = export.int8_check(source, paths, args)
+    calibration, check = export.int8_check(source, paths, subset_size=300, check_images=20)
     assert len(check.images) == 20 and len(calibration) == 300 and not set(check.images) & set(calibration)
     assert check.images_name == "held out from --calibration" and check.samples is None
-    calibration, check = export.int8_check(source, paths[:10], args)  # never more than a fifth
+    calibration, check = export.int8_check(source, paths[:10])  # never more than a fifth
     assert len(check.images) == 2 and len(calibration) == 8
-    calibration, check = export.int8_check(source, paths[:3], args)  # too few to hold any out
+    calibration, check = export.int8_check(source, paths[:3])  # too few to hold any out
     assert check.images == calibration == paths[:3] and "too few" in check.images_name
 
 

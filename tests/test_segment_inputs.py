@@ -17,7 +17,7 @@ from PIL import Image
 
 import engine.segmenter as segmenter
 import engine.video as engine_video
-from conftest import ROOT, fails, free_port
+from conftest import ROOT, fails, free_port, segmenter_of
 from tools import segment
 from utils.errors import run_cli
 from utils.vis import overlay
@@ -111,7 +111,7 @@ def test_a_named_mp4_that_is_an_image_is_segmented_as_an_image(data, tmp_path):
 
 
 def test_save_writes_the_class_ids_the_colours_and_the_overlay(data, tmp_path):
-    seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
+    seg = segmenter_of(segment.get_args_parser().parse_args(
         ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
     image = cv2.imread(data["photos"][0])
     pred = seg(image)
@@ -191,7 +191,7 @@ def test_ctrl_c_during_a_video_leaves_no_thread_and_the_capture_released(data, t
         def __getattr__(self, name):
             return getattr(self.capture, name)
 
-    seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
+    seg = segmenter_of(segment.get_args_parser().parse_args(
         ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
     calls, predict = [], seg.backend.logits
 
@@ -213,7 +213,7 @@ def test_ctrl_c_during_a_video_leaves_no_thread_and_the_capture_released(data, t
 def test_the_overlay_of_a_large_photo_is_at_its_size_and_tiles_bound_the_network_input(data, tmp_path, monkeypatch):
     args = segment.get_args_parser().parse_args(["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda",
                                                  "false", "--max_side", "64", "x"])
-    seg = segmenter.load_segmenter(args)
+    seg = segmenter_of(args)
     image = cv2.resize(cv2.imread(data["photos"][0]), (200, 100))
     sizes, predict = [], seg.backend.logits
 
@@ -336,7 +336,7 @@ def test_a_live_stream_drops_frames_and_keeps_its_video_on_ctrl_c(data, tmp_path
     """Read as a live source (as a camera is), with a network slower than the source (the source delivers 3
     frames while the network segments one): frames are dropped, not queued, the video keeps the source's
     timing, and Ctrl-C ends it keeping what was written."""
-    seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
+    seg = segmenter_of(segment.get_args_parser().parse_args(
         ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
     calls = []
 
@@ -394,7 +394,7 @@ def test_show_without_a_display_is_skipped_with_a_notice(data, tmp_path, capsys,
 
 def test_a_caller_s_stop_event_ends_a_video_keeping_what_was_written(data, tmp_path):
     """What tools/webui.py needs: per-frame progress and a way to stop."""
-    seg = segmenter.load_segmenter(segment.get_args_parser().parse_args(
+    seg = segmenter_of(segment.get_args_parser().parse_args(
         ["--resume", data["ckpt"], "--out", str(tmp_path), "--cuda", "false", "x"]))
     stop, seen = threading.Event(), []
 

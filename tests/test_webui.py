@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import fails, free_port
+from conftest import fails, free_port, segmenter_of
 from tools import segment, webui
 from utils.vis import overlay
 
@@ -39,7 +39,7 @@ def served(untrained, tmp_path_factory):
     made = untrained()
     photo = sorted(glob.glob(f"{made['cs']}/leftImg8bit/test/*/*.png"))[0]
     args = webui.get_args_parser().parse_args(["--resume", made["ckpt"], "--cuda", "false", "--port", str(free_port())])
-    seg = Counting(webui.load_segmenter(args))
+    seg = Counting(segmenter_of(args))
     app = webui.build_app(seg, str(tmp_path_factory.mktemp("webui")), max_video_seconds=2)
     url = webui.launch(app, args, [], block=False)
     yield SimpleNamespace(url=url, seg=seg, ckpt=made["ckpt"], photo=photo)
@@ -213,7 +213,7 @@ def test_a_checkpoint_with_its_own_classes_is_shown_with_their_names_and_colours
     save_checkpoint(self_contained(build_model("CGNet", 3, M=1, N=1).state_dict(), {"name": "CGNet", "classes": 3,
                                    "M": 1, "N": 1}, None, [80.0, 90.0, 100.0], 1, names, palette), ckpt)
     args = webui.get_args_parser().parse_args(["--resume", ckpt, "--cuda", "false", "--port", str(free_port())])
-    seg = webui.load_segmenter(args)
+    seg = segmenter_of(args)
     app = webui.build_app(seg, str(tmp_path))
     try:
         url = webui.launch(app, args, [], block=False)
@@ -240,8 +240,8 @@ def test_the_page_and_tools_segment_take_the_model_flags_with_the_same_effect(un
     """The same flags give the same segmenter, so a photo segments alike in both."""
     made = untrained()
     model = ["--resume", made["ckpt"], "--cuda", "false", *flags]
-    page = webui.load_segmenter(webui.get_args_parser().parse_args(model))
-    script = segment.load_segmenter(segment.get_args_parser().parse_args([*model, "--out", str(tmp_path), "x"]))
+    page = segmenter_of(webui.get_args_parser().parse_args(model))
+    script = segmenter_of(segment.get_args_parser().parse_args([*model, "--out", str(tmp_path), "x"]))
     photo = cv2.resize(cv2.imread(sorted(glob.glob(f"{made['cs']}/leftImg8bit/test/*/*.png"))[0]), (96, 48))
     assert (page.max_side, page.tile) == (script.max_side, script.tile) == (
         int(flags[1]) if flags else 2048, "--tile" in flags)

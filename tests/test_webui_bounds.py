@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, segmenter_of
 from test_truncated_inputs import cut, write_video
 from tools import webui
 from utils.bounded import BoundedFolder, BytesLRU
@@ -61,7 +61,7 @@ def served(untrained, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("webui"))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRADIO_TEMP_DIR", workdir)
-        app = webui.build_app(webui.load_segmenter(args), workdir, session_minutes=0.05)
+        app = webui.build_app(segmenter_of(args), workdir, session_minutes=0.05)
         url = webui.launch(app, args, [], block=False)
         yield app, url, photo
         app.close()

@@ -29,7 +29,7 @@ MIN_AGREEMENT = FORMATS["onnx"].min_agreement
 def main(args):
     check_out("onnx", args.out)
     image = check_image(args.image, street_scene)
-    source = load(args.resume, argparse.Namespace(inform_data_file=args.inform_data_file))
+    source = load(args.resume, inform=args.inform_data_file, flag="--resume")
     least = MIN_AGREEMENT if args.min_agreement is None else args.min_agreement
     result = export("onnx", source, args.out, check=Check(image=image, min_agreement=least), opset=args.opset)
     log(f"wrote {args.out}: input 'image' uint8 (N, H, W, 3) BGR; outputs 'labels' (N, H, W) int64, "

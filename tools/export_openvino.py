@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project'
 
 from dataset.datasets import find_list, image_header, read_list  # noqa: E402
 from engine.backend import load  # noqa: E402
-from engine.export import (CHECK_IMAGES, FORMATS, MAX_MIOU_DROP, RECIPES, CalibrationImages, Check,  # noqa: E402
-                           check_image, check_out, export, int8_check, on_list)
+from engine.export import (CHECK_IMAGES, FORMATS, MAX_MIOU_DROP, RECIPES, SUBSET_SIZE, CalibrationImages,  # noqa: E402
+                           Check, check_image, check_out, export, int8_check, on_list)
 from dataset.synthetic import street_scene  # noqa: E402
 from utils.args import positive_int  # noqa: E402
 from utils.log import log  # noqa: E402
@@ -71,10 +71,13 @@ def main(args):
     if args.int8 and args.image:
         raise UserError("--image is for the fp32 check; int8 is checked on images held out from --calibration, or on "
                         "--val_data_list: leave --image out.")
-    source = load(args.resume, argparse.Namespace(inform_data_file=args.inform_data_file))
+    source = load(args.resume, inform=args.inform_data_file, flag="--resume")
     # What the check runs on is read now, before the slow work (quantizing, checking): a wrong path fails at once.
     if args.int8:
-        paths, check = int8_check(source, calibration_images(args.calibration, args.data_dir), args)
+        paths, check = int8_check(source, calibration_images(args.calibration, args.data_dir),
+                                  val_list=args.val_data_list, data_dir=args.data_dir, subset_size=args.subset_size,
+                                  check_images=args.check_images, min_agreement=args.min_agreement,
+                                  max_miou_drop=args.max_miou_drop)
     else:
         paths, check = [], Check(min_agreement=args.min_agreement, max_miou_drop=args.max_miou_drop)
         if args.val_data_list:
@@ -99,7 +102,7 @@ def get_args_parser():
     p.add_argument("--calibration", nargs="+", default=[], metavar="INPUT",
                    help="images, folders (recursively) or list files (.txt, paths relative to --data_dir) to "
                         "calibrate the int8 ranges on")
-    p.add_argument("--subset_size", type=positive_int, default=300,
+    p.add_argument("--subset_size", type=positive_int, default=SUBSET_SIZE,
                    help="calibrate on at most this many of the images, spread evenly (NNCF's default count)")
     p.add_argument("--recipe", choices=list(RECIPES), default=next(iter(RECIPES)),
                    help="NNCF's options: the mixed preset (asymmetric activations) with the first and last "

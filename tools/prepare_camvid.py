@@ -20,6 +20,7 @@ from dataset.lists import (REPO, choose_lists, summary, train_command, verify,  
                            write_lists)
 from utils.progress import iterate  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.log import notice  # noqa: E402
 
 SHIPPED = REPO / "dataset" / "list" / "CamVid"
 COUNTS = {"train": 367, "val": 101, "test": 233}
@@ -80,7 +81,7 @@ def main(args):
         raise UserError(f"no PNG images found in {data_dir / 'train'}: {GET.format(data_dir)}.")
     for split, expected in COUNTS.items():
         if len(chosen[split][0]) != expected:
-            print(f"notice: {split} has {len(chosen[split][0])} samples; the SegNet CamVid has {expected}.")
+            notice(f"{split} has {len(chosen[split][0])} samples; the SegNet CamVid has {expected}.")
     write_lists(data_dir, "camvid", chosen)
     verify(data_dir, "camvid", chosen, lambda p: GET.format(data_dir) + " and rerun this script")
     check_labels(data_dir, chosen)

@@ -5,10 +5,14 @@ the lists, a description of the classes and the statistics into DATA_DIR, and pr
     python tools/prepare_dataset.py ./data/mine --classes classes.csv --val_fraction 0.1
     python tools/prepare_dataset.py ./data/carvana --mask_suffix _mask
     python tools/prepare_dataset.py ./data/cvat_export --coco ./data/cvat_export/annotations/instances_default.json
+    python tools/prepare_dataset.py ./data/any --images ./data/any/rgb/train --masks ./data/any/gt/train \
+        --images ./data/any/rgb/val --masks ./data/any/gt/val          # a layout auto-detection misses
+    python tools/prepare_dataset.py ./data/any --pairs ./data/any/pairs.csv    # rows image,mask[,split]
 
-Formats: masks (images/ + masks/, VOC, Kaggle's X/ + X_masks/, side by side with a suffix), LabelMe JSON and COCO
-JSON; classes files in .txt, .csv, .json and CVAT's labelmap.txt. The rules live in dataset/ (dataset.prepare
-and the modules it names); docs/own-data.md gives every format and the overlap rules.
+Formats: masks (the layouts of dataset/layouts.py's table: images/ + masks/, VOC, mmsegmentation, KITTI, ADE20K,
+U-Net, Kaggle's X/ + X_masks/, side by side with a suffix, or where --images/--masks or --pairs say), LabelMe
+JSON and COCO JSON; classes files in .txt, .csv, .json and CVAT's labelmap.txt. The rules live in dataset/
+(dataset.prepare and the modules it names); docs/own-data.md gives every format and the overlap rules.
 """
 import argparse
 import sys
@@ -49,11 +53,19 @@ def get_args_parser():
     p.add_argument("--mask_suffix", default=None,
                    help="what a mask's name adds to its image's (x.jpg -> x_mask.png: _mask); default: found from "
                         "the names when one suffix pairs them")
+    p.add_argument("--images", action="append", default=[], metavar="DIR",
+                   help="a folder of images, for a layout auto-detection misses; with one --masks each (once per "
+                        "split: a split word in the folder's name or its parent's gives the split)")
+    p.add_argument("--masks", action="append", default=[], metavar="DIR", help="the folder of the --images' masks")
+    p.add_argument("--pairs", default=None, metavar="FILE.csv",
+                   help="a CSV of image,mask[,split] rows (paths relative to its folder; a header is allowed), for "
+                        "any layout")
     return p
 
 
 def main(args):
-    return prepare(args.data_dir, args.classes, args.val_fraction, args.name, args.format, args.coco, args.mask_suffix)
+    return prepare(args.data_dir, args.classes, args.val_fraction, args.name, args.format, args.coco, args.mask_suffix,
+                   args.images, args.masks, args.pairs)
 
 
 if __name__ == "__main__":

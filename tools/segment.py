@@ -34,12 +34,12 @@ from PIL import Image  # noqa: E402
 
 from dataset.annotations import FORMATS as ANNOTATION_FORMATS, Annotations  # noqa: E402
 from dataset.datasets import undecodable  # noqa: E402
-from engine.cli import segmenter_flags  # noqa: E402
+from engine.cli import segmenter_flags, segmenter_options  # noqa: E402
 from engine.profile import Profile  # noqa: E402
 from engine.segmenter import OUTPUTS, load_segmenter, probe  # noqa: E402
 from engine.video import ahead, is_url, segment_video  # noqa: E402
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
-from utils.log import log  # noqa: E402
+from utils.log import log, notice  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.quiet import filter_stderr, quiet_libraries  # noqa: E402
 from utils.files import VIDEO_EXTENSIONS, BackgroundWriter, check_writable_dir, staged_folder  # noqa: E402
@@ -73,7 +73,7 @@ def walk(folder):
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
         if real in seen_dirs:
-            log(f"notice: skipped {root}: it leads back to {real}, a folder already read (a link loop).")
+            notice(f"skipped {root}: it leads back to {real}, a folder already read (a link loop).")
             dirs[:] = []
             continue
         seen_dirs.add(real)
@@ -193,8 +193,8 @@ def decode_images(items, seg):
         if item.path.lower().endswith(".gif"):
             with Image.open(item.path) as gif:
                 if getattr(gif, "n_frames", 1) > 1:
-                    log(f"notice: {item.path} has {gif.n_frames} frames; only the first is segmented (convert it "
-                        f"to a video to segment them all).")
+                    notice(f"{item.path} has {gif.n_frames} frames; only the first is segmented (convert it "
+                           f"to a video to segment them all).")
         yield item, image, None if seg.tiled(image) else seg.input(image)
 
 
@@ -222,9 +222,9 @@ def main(args):
     if not items:
         raise UserError(f"no readable image or video in {' '.join(args.inputs)}; give images, videos or a stream.")
     if args.profile and not any(i.is_video for i in items):
-        log("notice: --profile times the frames of videos; these inputs are images only, so it prints nothing.")
+        notice("--profile times the frames of videos; these inputs are images only, so it prints nothing.")
     check_writable_dir(args.out, "--out")
-    seg = load_segmenter(args)
+    seg = load_segmenter(args.resume, **segmenter_options(args))
     images = [i for i in items if not i.is_video]
     videos = [i for i in items if i.is_video]
     summary = {"images": len(images), "skipped": skipped, "refused": refused, "videos": []}
@@ -278,9 +278,10 @@ def get_args_parser():
                    help="after each video, print where a frame's time went: decode, preprocess, network, colour and "
                         "blend, encode, write (ms per frame)")
     p.add_argument("--save_annotations", choices=ANNOTATION_FORMATS, default=None,
-                   help="also write the images' predictions as polygons a labelling tool opens: labelme (OUT/{stem}"
-                        ".json) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct them there "
-                        "and prepare them with tools/prepare_dataset.py")
+                   help="also write the images' predictions as annotations a labelling tool opens, with the images "
+                        "in OUT/images/ and the model's classes in OUT/classes.txt: labelme (OUT/images/{stem}.json, "
+                        "OUT/labels.txt) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct "
+                        "them there, prepare them with tools/prepare_dataset.py OUT and fine-tune with --weights")
     p.add_argument("--skip_bad", type=str2bool, nargs="?", const=True, default=False,
                    help="leave out inputs that cannot be decoded (every image is decoded once before any work) and "
                         "list them at the end, instead of stopping there")
@@ -292,5 +293,5 @@ def get_args_parser():
 
 
 if __name__ == "__main__":
-    filter_stderr(log)
+    filter_stderr()
     run_cli(main, get_args_parser(), interrupted=INTERRUPTED)

@@ -47,7 +47,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dataset.datasets import undecodable  # noqa: E402
-from engine.cli import segmenter_flags  # noqa: E402
+from engine.cli import segmenter_flags, segmenter_options  # noqa: E402
 from engine.segmenter import load_segmenter, probe  # noqa: E402
 from engine.video import segment_video, video_metadata  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
@@ -364,7 +364,7 @@ def main(args):
     quiet_libraries()
     if args.examples != DEMO_EXAMPLES and not os.path.isdir(args.examples):
         raise UserError(f"--examples {args.examples} is not a folder; give a folder of images, or leave the flag out.")
-    seg = load_segmenter(args)
+    seg = load_segmenter(args.resume, **segmenter_options(args))
     log(f"loaded {args.resume}: {seg.describe()}")
     examples = find_examples(args.examples)
     workdir = tempfile.mkdtemp(prefix="cgnet-webui-")
@@ -416,5 +416,5 @@ def get_args_parser():
 
 
 if __name__ == "__main__":
-    filter_stderr(log)
+    filter_stderr()
     run_cli(main, get_args_parser())

@@ -107,8 +107,9 @@ def read_checkpoint(path, flag="--resume"):
         raise UserError(f"{flag} {path} is empty (0 bytes); the download or save did not complete, fetch it again.")
     if not os.access(path, os.R_OK):
         raise UserError(f"{flag} {path} cannot be read (no read permission); check its permissions.")
+    allowed = _numpy_globals()  # outside the try: a change in numpy is a bug to see, not a damaged file
     try:
-        with torch.serialization.safe_globals(_numpy_globals()):
+        with torch.serialization.safe_globals(allowed):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)|but got <class '([^']+)'>",
@@ -120,7 +121,7 @@ def read_checkpoint(path, flag="--resume"):
                 f"a plain dict of tensors (state_dict).") from None
         raise UserError(f"{flag} {path} is not a PyTorch checkpoint (corrupt, truncated or another kind "
                         f"of file); download or save it again.") from None
-    except Exception:
+    except Exception:  # only torch.load is inside: whatever it raises on a damaged file (zip, EOF, decode errors)
         raise UserError(f"{flag} {path} is not a PyTorch checkpoint (corrupt, truncated or another kind "
                         f"of file); download or save it again.") from None
     check_tensors(ckpt, path, flag)

@@ -92,15 +92,29 @@ def keep_cpu_memory():
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
 
 
-def cpu_lacks_native_bf16():
-    """True when this Linux CPU has neither AVX512_BF16 nor AMX-BF16: torch then emulates bf16 arithmetic,
-    which measured about 13x slower than fp32 on an AVX2 host. False where it has them or it cannot be told."""
+def cpu_info():
+    """(model name, set of instruction-set flags) of this CPU from /proc/cpuinfo, the one place it is read; None for
+    what it does not say (no /proc/cpuinfo: not Linux)."""
+    name = flags = None
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name is None:
+                    name = value.strip()
+                elif key.strip() == "flags" and flags is None:
+                    flags = set(value.split())
     except OSError:
-        return False
-    return flags is not None and not {"avx512_bf16", "amx_bf16"} & set(flags)
+        pass
+    return name, flags
+
+
+def native_bf16():
+    """Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16), for torch's autocast and OpenVINO alike:
+    elsewhere bf16 is emulated, which measured about 13x slower than fp32 in torch on an AVX2 host. None where it
+    cannot be told."""
+    flags = cpu_info()[1]
+    return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def amp_notice(device, amp):
@@ -110,7 +124,7 @@ def amp_notice(device, amp):
     if amp == "fp16":
         return ("notice: --amp fp16 is several times slower than fp32 on most CPUs (they lack fp16 arithmetic); "
                 "--amp none is faster there.")
-    if amp == "bf16" and cpu_lacks_native_bf16():
+    if amp == "bf16" and native_bf16() is False:
         return ("notice: this CPU has no native bf16 instructions (avx512_bf16/amx_bf16), so --amp bf16 is emulated "
                 "and several times slower than fp32; --amp none is faster here.")
     return None

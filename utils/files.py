@@ -7,6 +7,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -31,6 +32,13 @@ OWNER = ".cgnet-owner"  # inside a staging folder: its lock file, naming the own
 # The one list of each, for every tool that finds images or videos by name (datasets, segment, the web page).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+MODEL_KINDS = {".onnx": "onnx", ".xml": "openvino"}  # an exported model by its suffix; anything else: a checkpoint
+
+
+def model_file_kind(path):
+    """'checkpoint', 'onnx' or 'openvino': the one place where a model file's suffix is read (engine.backend opens
+    the file by it; engine.cli picks a GPU only for a checkpoint)."""
+    return MODEL_KINDS.get(os.path.splitext(str(path))[1].lower(), "checkpoint")
 
 
 # OSErrors that say the disk cannot take what is written: each becomes one sentence naming the folder.
@@ -162,11 +170,7 @@ def staged_folder(folder, log=print):
     write into one folder at once: each cleans up only the staging folders of runs that were killed.
     A move is a rename within one file system: for 1000 PNGs it costs milliseconds (docs/training.md, 'No partial
     outputs'), against decoding every label once more to check it before writing anything."""
-    created = []  # the folders makedirs creates, deepest first
-    probe = os.path.abspath(folder)
-    while not os.path.exists(probe):
-        created.append(probe)
-        probe = os.path.dirname(probe)
+    created = _missing_folders(folder)  # the folders makedirs creates, deepest first
     try:
         os.makedirs(folder, exist_ok=True)
         remove_stale(folder, log)
@@ -211,10 +215,11 @@ def save_png(path, array, palette=None):
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def save_json(path, obj):
+def save_json(path, obj, indent=2):
+    """indent=None: compact, for files of many numbers (a COCO file's polygons)."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(obj, f, indent=indent, separators=None if indent else (",", ":"))
     atomic_write(path, write)
 
 
@@ -251,12 +256,19 @@ class BackgroundWriter:
                 self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _missing_folders(path):
+    """`path` (absolute) and those of its parents that do not exist, deepest first: what creating it creates."""
+    missing, probe = [], os.path.abspath(path)
+    while not os.path.exists(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    return missing
+
+
 def _existing_ancestor(path):
     """`path` itself if it exists, else its nearest existing parent: what creating it would write into."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    return probe
+    missing = _missing_folders(path)
+    return os.path.dirname(missing[-1]) if missing else os.path.abspath(path)
 
 
 def check_writable_dir(path, flag):
@@ -279,3 +291,45 @@ def check_writable_file(path, flag):
                         f"give a path in a folder.")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} cannot be written (no write permission on {probe}); give another path.")
+
+
+TOKENS = re.compile(r'\\.|["{}\[\]]', re.S)  # an escape, a quote, a bracket: all a look at the structure needs
+
+
+def top_level_keys(path, wanted, block=1 << 20):
+    """The keys of the JSON object in path, read as a stream until all of `wanted` are seen: a file of any size is
+    recognised by its keys whatever their order, after a few bytes when they come first (CVAT's COCO files). A string
+    at the top level counts as a key (a value such as "info": "images" too: harmless here). A file that does not open
+    as UTF-8 has none."""
+    keys, depth, in_string, start, carry = set(), 0, False, None, ""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            while True:
+                chunk = f.read(block)
+                if not chunk:
+                    return keys
+                while chunk.endswith("\\"):  # never end a block on a backslash: an escape cut in two ends a string
+                    more = f.read(1)
+                    if not more:
+                        break
+                    chunk += more
+                text, carry = carry + chunk, ""
+                for m in TOKENS.finditer(text):
+                    t = m.group()
+                    if in_string:
+                        if t == '"':
+                            in_string = False
+                            if depth == 1 and start is not None:
+                                keys.add(text[start:m.start()])
+                                if keys >= set(wanted):
+                                    return keys
+                    elif t == '"':
+                        in_string, start = True, m.end()
+                    elif t in "{[":
+                        depth += 1
+                    elif t in "}]":
+                        depth -= 1
+                if in_string and depth == 1 and start is not None:  # a key cut by the block: its start comes along
+                    carry, start = (text[start:], 0) if len(text) - start < 256 else ("", None)
+    except (OSError, UnicodeDecodeError):
+        return keys

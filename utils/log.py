@@ -15,3 +15,9 @@ def log(*args):
     """Rank 0 alone prints."""
     if rank() == 0:
         print(*args, flush=True)
+
+
+def notice(text):
+    """A note or warning that does not stop the run: "notice: " and the sentence, from rank 0 alone, so that every
+    script's notes read alike (and a test or a user can grep them)."""
+    log(f"notice: {text}")

@@ -4,7 +4,7 @@ PNG's metadata, Pillow's DecompressionBombWarning. What they tell a user is said
 they hint at (a truncated video, a PNG that does not decode) are found and said by the code that meets them.
 
     quiet_libraries()           # in main(): the libraries' own switches
-    filter_stderr(log)          # a tool run as a command: also the lines C code prints straight to stderr
+    filter_stderr()             # a tool run as a command: also the lines C code prints straight to stderr
 """
 import atexit
 import os
@@ -13,10 +13,12 @@ import sys
 import threading
 import warnings
 
+from utils.log import notice
+
 # Lines printed by C code that no switch turns off, each with what we say once instead (None: nothing to say).
 NOISE = (
     (re.compile(rb"^libpng warning: (.*)"),
-     "notice: some PNG files carry damaged metadata (libpng: {}); their pixels are read all the same."),
+     "some PNG files carry damaged metadata (libpng: {}); their pixels are read all the same."),
     (re.compile(rb"^OpenCV: FFMPEG: tag 0x[0-9a-f]+/'\w+' is not supported"), None),
     (re.compile(rb"^\[[\w,]+ @ 0x[0-9a-f]+\] "), None),  # FFmpeg's, should its log level be set back
 )
@@ -34,7 +36,7 @@ def quiet_libraries():
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def filter_stderr(say=print):
+def filter_stderr(say=notice):
     """Route file descriptor 2 through a thread that drops NOISE (saying each kind once through `say`) and passes
     every other line on, in order. At exit the pipe is drained before the process ends, so no error line is lost.
     For a tool run as a command only: it replaces the process's stderr file descriptor."""

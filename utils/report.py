@@ -15,6 +15,7 @@ import shlex
 import sys
 from importlib import metadata
 
+from utils.device import cpu_info
 from utils.files import atomic_write, save_json
 
 # The CPU flags that choose a kernel in torch / OpenVINO: AVX2, AVX-512, VNNI (int8 dot products), native bf16.
@@ -28,16 +29,8 @@ ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "DNNL
 
 def cpu():
     """(model name, [the FLAGS this CPU has])."""
-    name, flags = platform.processor() or platform.machine(), set()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and name in ("", platform.machine()):
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    return name, [f for f in FLAGS if f in flags]
+    name, flags = cpu_info()
+    return name or platform.processor() or platform.machine(), [f for f in FLAGS if f in (flags or ())]
 
 
 def versions():

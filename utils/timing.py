@@ -8,6 +8,8 @@ import time
 
 import torch
 
+from utils.device import cpu_info
+
 
 class MemoryPeak:
     """Peak memory of the calls made inside `with`, above what was in use when it began.
@@ -85,11 +87,7 @@ class MemoryPeak:
 
 
 def machine_info(device, keep_cpu_memory=False):
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cpu = cpu_info()[0] or platform.processor() or platform.machine()
     info = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
