@@ -1,5 +1,7 @@
 """List-file datasets shared by Cityscapes and CamVid: reading, checking, preprocessing, augmentation."""
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -113,6 +115,19 @@ def image_header(path):
             return ((h, w) if orientation(im) >= 5 else (w, h)) + (im.mode,)
     except Exception:  # PIL raises several types for files that are not images, all alike here
         return "not an image"
+
+
+def undecodable(path):
+    """Why the image at `path` cannot be decoded whole, or None. Pillow decodes strictly: a truncated JPEG or a
+    PNG with a damaged body is an error there, where OpenCV may return a partly grey image with a warning."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Image.DecompressionBombError:
+        return None  # beyond Pillow's limit; OpenCV decodes it in the run, which caps what the network sees
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+        return str(e).rstrip(".") or type(e).__name__
+    return None
 
 
 def check_files(samples, list_path, flag, show=3):

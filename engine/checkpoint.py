@@ -9,7 +9,7 @@ import torch
 from dataset.inform import get_inform, read_inform
 from dataset.palettes import default_palette
 from dataset.specs import CITYSCAPES, spec_for
-from engine.published import recognise
+from engine.published import check_published, recognise
 from model import build_model, mmseg
 from utils.checkpoint import convert_state_dict, read_checkpoint
 from utils.device import flush_subnormals
@@ -104,6 +104,7 @@ def read_weights(path, flag="--resume", ckpt=None):
     """Recognise a checkpoint's layout and return its Weights; anything else is a UserError naming the file."""
     if ckpt is None:
         ckpt = read_checkpoint(path, flag)
+    check_published(path, flag)
     if mmseg.is_mmseg(ckpt):
         try:
             sd = mmseg.to_original(ckpt)

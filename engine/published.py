@@ -2,6 +2,7 @@
 about itself (the original release's layout) needs to be used alone. fetch() downloads one, verified, for
 tools/download_weights.py and for training's --weights NAME; engine.checkpoint.read_weights recognises the
 authors' CamVid file by its sha256, however it was fetched."""
+import functools
 import hashlib
 import http.client
 import os
@@ -67,6 +68,13 @@ PUBLISHED = {p.name: p for p in (
 
 
 def sha256_of(path):
+    """The file's sha256, hashed once per version of the file (its size and modification time)."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path, size, mtime_ns):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -129,3 +137,21 @@ def fetch(name, out=None, url=None, log=print):
         raise UserError(f"could not download {url} ({reason(e)}), so nothing was written; {by_hand}.") from None
     log(f"{out}: {entry.what}, sha256 verified.")
     return out
+
+
+def claimed(path):
+    """The entry whose file `path` says it is by its name: the name download_weights gives it, or a published
+    name that carries the file's hash (mmsegmentation's). A file of another name is never claimed: the authors'
+    model_800.pth shares its name with every run of the original code."""
+    name = os.path.basename(path)
+    return next((e for e in PUBLISHED.values() if name == os.path.basename(e.out)
+                 or (name == os.path.basename(e.url) and e.sha256[:8] in name)), None)
+
+
+def check_published(path, flag="--resume"):
+    """Refuse a file named as a published one whose bytes are not that file's (damaged in a download or on disk)."""
+    entry = claimed(path)
+    if entry is not None and os.path.isfile(path) and not matches(entry, path):
+        raise UserError(f"{flag} {path} is named as the published '{entry.name}' weights but its sha256 differs "
+                        f"(damaged in the download or on disk); fetch it again with tools/download_weights.py "
+                        f"{entry.name}.")

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.profile import timed
 from utils.errors import UserError
-from utils.files import BackgroundWriter
+from utils.files import BackgroundWriter, check_room
 from utils.log import log, notice
 from utils.progress import bar
 from utils.vis import overlay
@@ -192,7 +192,7 @@ class Window:
 
 
 def segment_video(seg, source, path, label=None, max_frames=None, show=False, timeout=10.0, live=None,
-                  stop=None, on_frame=None):
+                  stop=None, on_frame=None, strict=False):
     """The overlay video of `source` (a video file, a camera index or a stream URL) written to `path` (mp4):
     the same frames, size and frame rate. Returns {"path", "frames", "seconds", "fps", "live", "stopped"};
     `label` names the output in the summary line.
@@ -203,12 +203,16 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
     while the network was busy are filled with the last overlay, so the video keeps the source's timing.
     A file or a finite stream is segmented frame by frame, whole (or its first `max_frames`).
     For a caller such as a web page: `stop` (a threading.Event) ends the video early, keeping what was written
-    (stopped: "stop"), and on_frame(frames, total or None) is called after each segmented frame."""
+    (stopped: "stop"), and on_frame(frames, total or None) is called after each segmented frame.
+
+    A file that ends before the frame count it claims (cut short, damaged) keeps the frames read, with a warning
+    that says how many of how many ("claimed" in the result; `strict`: a UserError instead)."""
     capture = open_capture(source, timeout)
     name = label or os.path.basename(path)
     window = video = None
     try:
         total, fps = video_metadata(capture, source)
+        claimed = total
         live = isinstance(source, int) or (is_url(source) and total is None) if live is None else live
         size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -231,7 +235,15 @@ def segment_video(seg, source, path, label=None, max_frames=None, show=False, ti
         kind = "camera" if isinstance(source, int) else "stream" if is_url(source) else "video"
         raise UserError(f"{kind} {source} gave no frame OpenCV can decode"
                         + ("; convert it to mp4." if kind == "video" else "."))
-    result = dict(run, path=path, live=live, fps=run["frames"] / run["seconds"])
+    check_room(os.path.dirname(os.path.abspath(path)))  # OpenCV's writer says nothing when the disk fills
+    result = dict(run, path=path, live=live, fps=run["frames"] / run["seconds"], claimed=claimed)
+    if not live and run["stopped"] is None and claimed and run["frames"] < claimed:
+        if strict:
+            raise UserError(f"video {source} is cut short or damaged: {run['frames']} of the {claimed} frames it "
+                            f"claims could be read; repair or re-export it, or leave --strict out to keep those "
+                            f"{run['frames']}.")
+        log(f"warning: {source}: {run['frames']} of the {claimed} frames it claims could be read (cut short or "
+            f"damaged); {name} holds those {run['frames']} (--strict makes this an error).")
     stopped = {"Ctrl-C": " (stopped by Ctrl-C; the video so far is kept)",
                "window": " (stopped: window closed)", "stop": " (stopped early)"}.get(run["stopped"], "")
     log(f"{name}: {result['frames']} frames of {size[0]}x{size[1]} at {result['fps']:.2f} frames/s{stopped}")

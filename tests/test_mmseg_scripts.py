@@ -115,7 +115,7 @@ def test_convert_checkpoint_writes_a_self_contained_file_that_predicts_the_same(
     result = convert_checkpoint.main(convert_checkpoint.get_args_parser().parse_args([CKPT, out]))
     assert result["dataset"] == "cityscapes" and result["network"]["head_bias"]
     saved = torch.load(out, weights_only=True)
-    assert set(saved) == {"epoch", "model", "network", "dataset", "preprocess"}
+    assert set(saved) == {"epoch", "model", "network", "dataset", "preprocess", "tensor_sha256"}
     np.testing.assert_allclose(saved["preprocess"]["mean"], MEAN_RGB)
     weights = read_weights(out)
     assert weights.layout == "ours" and weights.network == read_weights(CKPT).network

@@ -50,7 +50,8 @@ def test_training_writes_the_original_checkpoints_and_log(trained):
     assert len(rows[0]) == 5 and len(rows[1]) == 5  # validated at epoch 0 (interval) and the last
     released = torch.load(os.path.join(run_dir, "model_2.pth"), weights_only=True)
     # the original's {"epoch", "model"}, plus what inference needs (self-contained checkpoints)
-    assert set(released) == {"epoch", "model", "network", "dataset", "preprocess", "class_names", "palette"}
+    assert set(released) == {"epoch", "model", "network", "dataset", "preprocess", "class_names", "palette",
+                             "tensor_sha256"}  # the checksum of its tensors, verified when it is read
     assert released["epoch"] == 2 and released["class_names"][0] == "road" and released["palette"][0] == [128, 64, 128]
     ckpt = torch.load(os.path.join(run_dir, "checkpoint.pth"), weights_only=True)
     assert {"model", "optimizer", "epoch", "iteration", "seed", "args"} <= set(ckpt)

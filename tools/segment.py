@@ -21,6 +21,7 @@ import glob
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,6 +33,7 @@ import cv2  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dataset.annotations import FORMATS as ANNOTATION_FORMATS, Annotations  # noqa: E402
+from dataset.datasets import undecodable  # noqa: E402
 from engine.cli import segmenter_flags, segmenter_options  # noqa: E402
 from engine.profile import Profile  # noqa: E402
 from engine.segmenter import OUTPUTS, load_segmenter, probe  # noqa: E402
@@ -39,6 +41,7 @@ from engine.video import ahead, is_url, segment_video  # noqa: E402
 from utils.args import non_negative_int, positive_float, positive_int, str2bool  # noqa: E402
 from utils.log import log, notice  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.quiet import filter_stderr, quiet_libraries  # noqa: E402
 from utils.files import VIDEO_EXTENSIONS, BackgroundWriter, check_writable_dir, staged_folder  # noqa: E402
 from utils.progress import bar  # noqa: E402
 
@@ -90,9 +93,9 @@ def url_stem(url):
     return stem or (parsed.hostname or "stream").replace(".", "_")
 
 
-def expand(inputs, camera=None, timeout=10.0):
-    """(items, skipped paths); items in the order given, folders recursively and sorted, globs sorted, a camera
-    last."""
+def expand(inputs, camera=None, timeout=10.0, skip_bad=False):
+    """(items, skipped paths, refused paths); items in the order given, folders recursively and sorted, globs
+    sorted, a camera last."""
     items = []
     for text in inputs:
         if is_url(text):
@@ -116,7 +119,7 @@ def expand(inputs, camera=None, timeout=10.0):
             raise UserError(f"input {text} does not exist; give image files, folders, globs, videos or a stream URL.")
     if camera is not None:
         items.append(Item(camera, f"camera{camera}", False))
-    return check_outputs(unique(items), timeout)
+    return check_outputs(unique(items), timeout, skip_bad)
 
 
 def unique(items):
@@ -130,27 +133,45 @@ def unique(items):
     return kept
 
 
-def check_outputs(items, timeout):
+def check_outputs(items, timeout, skip_bad=False):
     """Before any work: what each input is (probe(): cameras and streams are opened, so that a bad one ends
-    the run before it starts), no two writing one file. Returns (items, the paths of a folder's files skipped
-    as neither readable images nor videos)."""
-    kept, skipped, written = [], [], {}
+    the run before it starts), every image decoded once (undecodable()), no two writing one file. Returns (items,
+    the paths of a folder's files skipped as neither images nor videos, the paths refused as broken: with
+    `skip_bad` they are left out, else the first ends the run here, before any network time is spent)."""
+    kept, skipped, refused, written = [], [], [], {}
     for item in items:
         found = probe(item.path, timeout)
         if found is None:
             if not item.from_folder:
-                raise UserError(unreadable(item.path))
-            log(f"skipped {item.path}: neither an image nor a video OpenCV can read")
-            skipped.append(item.path)
+                if not skip_bad:
+                    raise UserError(unreadable(item.path))
+                log(f"skipped {item.path} (--skip_bad): {unreadable(item.path)}")
+                refused.append(item.path)
+            else:
+                log(f"skipped {item.path}: neither an image nor a video OpenCV can read")
+                skipped.append(item.path)
             continue
-        item = replace(item, kind=found.kind)
+        kept.append(replace(item, kind=found.kind))
+    images = [i.path for i in kept if not i.is_video]
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoders release the GIL
+        broken = {p: why for p, why in zip(images, pool.map(undecodable, images)) if why}
+    if broken and not skip_bad:
+        shown = [f"{p} ({why})" for p, why in list(broken.items())[:3]]
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise UserError(f"input{'s' if len(broken) > 1 else ''} {', '.join(shown)}{more} cannot be decoded, although "
+                        f"{'their headers read' if len(broken) > 1 else 'its header reads'}; re-save or remove "
+                        f"{'them' if len(broken) > 1 else 'it'}, or pass --skip_bad to segment the other inputs.")
+    for path, why in broken.items():
+        log(f"skipped {path} (--skip_bad): it cannot be decoded ({why})")
+    refused += list(broken)
+    kept = [i for i in kept if i.path not in broken]
+    for item in kept:
         for name in item.outputs:  # judged on the real names: a.jpg's a_color.png is a_color.jpg's a_color.png
             if name in written:
                 raise UserError(f"inputs {written[name].path} and {item.path} would both be written as {name}; "
                                 f"rename one, or segment them into different --out folders.")
             written[name] = item
-        kept.append(item)
-    return kept, skipped
+    return kept, skipped, refused
 
 
 def unreadable(path):
@@ -194,9 +215,10 @@ def segment_images(out, items, seg, notes=None):
 
 
 def main(args):
+    quiet_libraries()
     if not args.inputs and args.camera is None:
         raise UserError("no input given; name images, folders, globs, videos or stream URLs, or a --camera.")
-    items, skipped = expand(args.inputs, args.camera, args.timeout)
+    items, skipped, refused = expand(args.inputs, args.camera, args.timeout, args.skip_bad)
     if not items:
         raise UserError(f"no readable image or video in {' '.join(args.inputs)}; give images, videos or a stream.")
     if args.profile and not any(i.is_video for i in items):
@@ -205,7 +227,7 @@ def main(args):
     seg = load_segmenter(args.resume, **segmenter_options(args))
     images = [i for i in items if not i.is_video]
     videos = [i for i in items if i.is_video]
-    summary = {"images": len(images), "skipped": skipped, "videos": []}
+    summary = {"images": len(images), "skipped": skipped, "refused": refused, "videos": []}
     with staged_folder(args.out, log) as out:  # every output appears when all succeeded, or none does
         if images:
             start = time.perf_counter()
@@ -221,7 +243,7 @@ def main(args):
             seg.profile = Profile() if args.profile else None
             summary["videos"].append(segment_video(seg, item.path, os.path.join(out, item.stem + VIDEO_OUTPUT),
                                                    label=item.stem + VIDEO_OUTPUT, max_frames=args.max_frames,
-                                                   show=args.show, timeout=args.timeout))
+                                                   show=args.show, timeout=args.timeout, strict=args.strict))
             if seg.profile is not None:
                 log(seg.profile.table())
                 summary["videos"][-1]["profile"] = dict(seg.profile.rows()[0])
@@ -229,6 +251,8 @@ def main(args):
         video["path"] = os.path.join(args.out, os.path.relpath(video["path"], out))
     log(f"segmented {len(images)} image(s) and {len(videos)} video(s) into {args.out}"
         + (f"; {len(skipped)} files skipped (named above)" if skipped else ""))
+    if refused:
+        log(f"warning: {len(refused)} broken input(s) refused and not segmented (--skip_bad): {', '.join(refused)}")
     return summary
 
 
@@ -258,9 +282,16 @@ def get_args_parser():
                         "in OUT/images/ and the model's classes in OUT/classes.txt: labelme (OUT/images/{stem}.json, "
                         "OUT/labels.txt) or coco (OUT/annotations/instances_default.json, e.g. for CVAT); correct "
                         "them there, prepare them with tools/prepare_dataset.py OUT and fine-tune with --weights")
+    p.add_argument("--skip_bad", type=str2bool, nargs="?", const=True, default=False,
+                   help="leave out inputs that cannot be decoded (every image is decoded once before any work) and "
+                        "list them at the end, instead of stopping there")
+    p.add_argument("--strict", type=str2bool, nargs="?", const=True, default=False,
+                   help="a video that ends before the frame count it claims (cut short, damaged) is an error, "
+                        "instead of a warning with the frames read kept")
     segmenter_flags(p)
     return p
 
 
 if __name__ == "__main__":
+    filter_stderr()
     run_cli(main, get_args_parser(), interrupted=INTERRUPTED)

@@ -15,31 +15,47 @@ uploaded file). The image segmentation is an API endpoint for gradio_client scri
         handle_file("street.jpg"), 0.5, api_name="/segment")   # files: class ids, colour, overlay PNGs
 
 It binds 127.0.0.1 (this machine only) unless --host says otherwise.
+
+It can be left running: what a visitor costs is bounded. The decoded image and prediction that re-blending
+needs live in one server-side cache bounded in bytes (--cache_mb; a session keeps only its key and file
+paths), dropped when the session ends (--session_minutes after its last upload, or its tab closed). Uploads and
+results live in one temporary folder: a session's files go with it, every file after --session_minutes, the
+oldest first whenever the folder exceeds --max_temp_mb, and all of it when the server stops (Ctrl-C or
+SIGTERM). A full disk is one sentence to the visitor, and the page serves again once space is back.
 """
 import argparse
+import contextlib
 import glob
 import html
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
+# Importing Gradio makes empty folders in TMPDIR/gradio; a server whose import made it removes them when it stops.
+GRADIO_DEFAULT = os.path.join(tempfile.gettempdir(), "gradio")
+MADE_GRADIO_DEFAULT = not os.path.exists(GRADIO_DEFAULT)
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dataset.datasets import undecodable  # noqa: E402
 from engine.cli import segmenter_flags, segmenter_options  # noqa: E402
 from engine.segmenter import load_segmenter, probe  # noqa: E402
 from engine.video import segment_video, video_metadata  # noqa: E402
 from utils.args import positive_float, positive_int  # noqa: E402
+from utils.bounded import BoundedFolder, BytesLRU, release_memory, remove  # noqa: E402
 from utils.log import log  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import IMAGE_EXTENSIONS  # noqa: E402
+from utils.quiet import filter_stderr, quiet_libraries  # noqa: E402
+from utils.files import IMAGE_EXTENSIONS, NO_ROOM, NoRoom, check_room, free_bytes  # noqa: E402
 
 # The demo's synthetic test scenes (tools/demo.py, `make demo`), offered as examples when they exist.
 DEMO_EXAMPLES = os.path.join(ROOT, "demo", "data", "cityscapes", "leftImg8bit", "test")
@@ -52,6 +68,10 @@ CSS = """
 .swatch {display: inline-block; width: 14px; height: 14px; border-radius: 3px; border: 1px solid #8888;}
 footer {display: none !important;}
 """
+
+
+NO_SPACE = "the server is out of disk space; try again later."
+EXPIRED = "this image's result has expired; upload it again."
 
 
 def refuse(message):
@@ -98,6 +118,9 @@ def read_image(path, max_megapixels):
     if width * height > max_megapixels * 1e6:
         raise refuse(f"{name} is larger than this page's limit of {max_megapixels:g} Mpixel (--max_megapixels); "
                      f"make it smaller, or segment it with tools/segment.py.")
+    broken = undecodable(path)  # strictly, as tools/segment.py's check: a file cut short is not half an image
+    if broken:
+        raise refuse(f"{name} cannot be decoded ({broken}); upload it again whole, or re-save it as png or jpg.")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise refuse(f"{name} cannot be decoded by OpenCV; convert it to png or jpg.")
@@ -142,37 +165,103 @@ def browser_video(mp4, webm):
     finally:
         writer.release()
         capture.release()
+    check_room(os.path.dirname(webm))  # OpenCV's writer says nothing when the disk fills
     return webm
 
 
-def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0):
-    """The page (a gr.Blocks) for the segmenter `seg`; outputs are written under `workdir`."""
+def out_of_space(temp, needed, keep):
+    """After a full disk: make room for the next request (the oldest files go), and this visitor's sentence."""
+    temp.make_room(needed, keep)
+    log(f"refused: the disk of {temp.root} is full ({free_bytes(temp.root):,} bytes free after removing the oldest "
+        f"files)")
+    return gr.Error(NO_SPACE, print_exception=False)
 
-    def outputs_folder():
-        return tempfile.mkdtemp(dir=workdir)  # one per upload: names never collide between visitors
 
-    def segment(path, opacity):
+def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=60.0, cache_mb=256,
+              session_minutes=30.0, max_temp_mb=2048):
+    """The page (a gr.Blocks) for the segmenter `seg`. Results are written under `workdir`, which the caller
+    removes when the server stops (main() also puts Gradio's uploads and cache there)."""
+    ttl = session_minutes * 60
+    temp, cache = BoundedFolder(workdir, int(max_temp_mb * 2 ** 20), ttl), BytesLRU(int(cache_mb * 2 ** 20))
+
+    def end_session(kept):
+        """A session's result went (a new upload, the session expired or its tab closed): its files with it."""
+        if kept:
+            cache.drop(kept["key"])
+            remove(os.path.dirname(kept["stem"]))
+            if os.path.dirname(os.path.dirname(kept["upload"])) == workdir:  # Gradio's upload, in main()'s folder
+                remove(os.path.dirname(kept["upload"]))
+        temp.bound()  # also what no session owns, past its age (this runs on Gradio's timer of expired states)
+
+    def segment(path, opacity, before):
+        try:
+            return segment_image(path, opacity, before)
+        finally:
+            release_memory()
+
+    def segment_image(path, opacity, before):
         if not path:  # the upload was cleared
             return None, None, None, None, None
+        end_session(before)
         image = read_image(path, max_megapixels)
         pred = seg(image)
-        stem = os.path.join(outputs_folder(), os.path.splitext(os.path.basename(path))[0])
-        ids, colour, over = seg.save(stem, image, pred, alpha=opacity)  # what tools/segment.py writes
-        kept = {"image": image, "pred": pred, "stem": stem, "files": [ids, colour, over]}
-        return over, colour, class_areas(pred, seg.class_names, seg.palette), kept["files"], kept
+        needed = image.nbytes + 2 * pred.nbytes  # the three PNGs, uncompressed: more than they take
+        for last in (False, True):  # a full disk: once more after the oldest files made room
+            folder = None
+            try:
+                folder = temp.folder()
+                stem = os.path.join(folder, os.path.splitext(os.path.basename(path))[0])
+                files = seg.save(stem, image, pred, alpha=opacity)  # what tools/segment.py writes
+                break
+            except (NoRoom, OSError) as e:
+                if folder:
+                    remove(folder)
+                if not isinstance(e, NoRoom) and e.errno not in NO_ROOM:
+                    raise
+                if last or not temp.make_room(needed, keep=path):
+                    raise out_of_space(temp, needed, path) from None
+        key = uuid.uuid4().hex
+        cache.put(key, image, pred)
+        kept = {"key": key, "stem": stem, "files": files, "upload": path}  # all a session keeps: small
+        return files[2], files[1], class_areas(pred, seg.class_names, seg.palette), files, kept
 
     def reblend(kept, opacity):
+        try:
+            return blend_again(kept, opacity)
+        finally:
+            release_memory()
+
+    def blend_again(kept, opacity):
         if not kept:
             return None, None
-        over, = seg.save(kept["stem"], kept["image"], kept["pred"], alpha=opacity, outputs=("_overlay.png",))
+        found = cache.get(kept["key"])
+        if found is None:  # evicted from the cache: read back from the files while they last
+            image = cv2.imread(kept["upload"], cv2.IMREAD_COLOR) if os.path.isfile(kept["upload"]) else None
+            pred = cv2.imread(kept["files"][0], cv2.IMREAD_UNCHANGED) if os.path.isfile(kept["files"][0]) else None
+            if image is None or pred is None:
+                raise refuse(EXPIRED)
+            found = (image, pred)
+            cache.put(kept["key"], *found)
+        try:
+            over, = seg.save(kept["stem"], *found, alpha=opacity, outputs=("_overlay.png",))
+        except NoRoom:
+            raise out_of_space(temp, found[0].nbytes, kept["upload"]) from None
+        except FileNotFoundError:  # its folder was removed (over --max_temp_mb)
+            raise refuse(EXPIRED) from None
         return over, kept["files"]
 
     def segment_clip(path, progress=gr.Progress()):
+        try:
+            return segment_video_file(path, progress)
+        finally:
+            release_memory()
+
+    def segment_video_file(path, progress):
         if not path:
             return None, None, ""
         _, fps = check_video(path, max_video_seconds, max_megapixels)
         stem = os.path.splitext(os.path.basename(path))[0]
-        mp4 = os.path.join(outputs_folder(), f"{stem}_overlay.mp4")
+        mp4 = os.path.join(temp.folder(), f"{stem}_overlay.mp4")
         most = int(max_video_seconds * fps) + 1  # fps: probe's, so a file claiming 1000 fps gets 25's ceiling
 
         def on_frame(done, total):
@@ -181,16 +270,24 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
             progress((done, total) if total else done, desc="segmenting frames", unit="frames")
         try:
             result = segment_video(seg, path, mp4, label=f"{stem}_overlay.mp4", on_frame=on_frame)
+            progress(None, desc="preparing the video for the browser")
+            webm = browser_video(mp4, os.path.join(os.path.dirname(mp4), f"{stem}_overlay.webm"))
+        except NoRoom:
+            remove(os.path.dirname(mp4))
+            raise out_of_space(temp, 4 * os.path.getsize(path), path) from None
         except UserError as e:
             raise refuse(str(e)) from None
-        progress(None, desc="preparing the video for the browser")
-        webm = browser_video(mp4, os.path.join(os.path.dirname(mp4), f"{stem}_overlay.webm"))
-        return webm, mp4, f"{result['frames']} frames segmented at {result['fps']:.1f} frames/s."
+        summary = f"{result['frames']} frames segmented at {result['fps']:.1f} frames/s."
+        if result["claimed"] and result["frames"] < result["claimed"] and result["stopped"] is None:
+            summary += (f" The file claims {result['claimed']} frames but only {result['frames']} could be read "
+                        f"(it is cut short or damaged); the overlay holds those {result['frames']}.")
+        return webm, mp4, summary
 
-    with gr.Blocks(title="CGNet: try a checkpoint", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+    every = int(max(1, min(60, ttl / 4)))
+    with gr.Blocks(title="CGNet: try a checkpoint", analytics_enabled=False, delete_cache=(every, int(ttl))) as app:
         gr.Markdown(f"## CGNet: try a checkpoint\n**{html.escape(seg.describe())}** · "
                     f"`{html.escape(os.path.basename(seg.path))}`")
-        kept = gr.State()
+        kept = gr.State(time_to_live=ttl, delete_callback=end_session)
         with gr.Tab("Image"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
@@ -225,11 +322,12 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
                     clip_out = gr.Video(label="Overlay video", interactive=False, loop=True, elem_id="clip_out")
 
         # Images and videos queue for the one network (launch: one at a time); re-blending does not use it.
-        upload.change(segment, [upload, opacity], [over, colour, areas, files, kept], api_name="segment",
+        upload.change(segment, [upload, opacity, kept], [over, colour, areas, files, kept], api_name="segment",
                       concurrency_id="network")
         opacity.change(reblend, [kept, opacity], [over, files], api_name="blend", trigger_mode="always_last")
         clip.change(segment_clip, [clip], [clip_out, clip_file, clip_info], api_name="segment_video",
                     concurrency_id="network")
+    app.temp, app.kept = temp, cache  # what the tests look at
     return app
 
 
@@ -263,16 +361,37 @@ def launch(app, args, examples, block=True):
 
 
 def main(args):
+    quiet_libraries()
     if args.examples != DEMO_EXAMPLES and not os.path.isdir(args.examples):
         raise UserError(f"--examples {args.examples} is not a folder; give a folder of images, or leave the flag out.")
     seg = load_segmenter(args.resume, **segmenter_options(args))
     log(f"loaded {args.resume}: {seg.describe()}")
     examples = find_examples(args.examples)
     workdir = tempfile.mkdtemp(prefix="cgnet-webui-")
+    # Gradio's uploads and its cache in the same folder: results written there are served without a copy, its
+    # delete_cache removes both by age, Temp bounds both, and the folder goes at the end.
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = workdir
+    # systemd and Docker stop a service with SIGTERM: the same end as Ctrl-C, the temporary folder removed.
+    handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        launch(build_app(seg, workdir, examples, args.max_megapixels, args.max_video_seconds), args, examples)
+        launch(build_app(seg, workdir, examples, args.max_megapixels, args.max_video_seconds, args.cache_mb,
+                         args.session_minutes, args.max_temp_mb), args, examples)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if MADE_GRADIO_DEFAULT:
+            for folder, _, _ in sorted(os.walk(GRADIO_DEFAULT), reverse=True):  # the deepest first; empty ones only
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+        signal.signal(signal.SIGTERM, handler)
+        if before is None:
+            del os.environ["GRADIO_TEMP_DIR"]
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+
+
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # in the main thread: Gradio's block_thread closes the server, main's finally cleans
 
 
 def get_args_parser():
@@ -286,9 +405,16 @@ def get_args_parser():
     p.add_argument("--max_megapixels", type=positive_float, default=50.0, help="largest image or frame accepted")
     p.add_argument("--max_video_seconds", type=positive_float, default=60.0, help="longest video accepted")
     p.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted, in MB")
+    p.add_argument("--cache_mb", type=positive_int, default=256,
+                   help="memory for the decoded images and predictions kept for re-blending, all visitors together")
+    p.add_argument("--session_minutes", type=positive_float, default=30.0,
+                   help="a visitor's result (its files, its re-blending) is kept this long after the upload")
+    p.add_argument("--max_temp_mb", type=positive_int, default=2048,
+                   help="disk for uploads and results, all visitors together; the oldest go first beyond it")
     segmenter_flags(p)
     return p
 
 
 if __name__ == "__main__":
+    filter_stderr()
     run_cli(main, get_args_parser())

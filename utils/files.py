@@ -2,6 +2,7 @@
 for writability before any long work starts."""
 import collections
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -38,6 +39,56 @@ def model_file_kind(path):
     """'checkpoint', 'onnx' or 'openvino': the one place where a model file's suffix is read (engine.backend opens
     the file by it; engine.cli picks a GPU only for a checkpoint)."""
     return MODEL_KINDS.get(os.path.splitext(str(path))[1].lower(), "checkpoint")
+
+
+# OSErrors that say the disk cannot take what is written: each becomes one sentence naming the folder.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+NEARLY_FULL = 64 * 1024  # bytes free below which a writer that does not say why it failed (OpenCV) met a full disk
+
+
+class NoRoom(UserError):
+    """A UserError saying that a disk cannot take what was written (a web page words it for its visitors)."""
+
+
+def free_bytes(folder):
+    """Bytes a user may still write on the file system of `folder` (or of its nearest existing parent)."""
+    return shutil.disk_usage(_existing_ancestor(folder)).free
+
+
+def no_room(error, folder, needed=None, written=None):
+    """The UserError of `error` when it means that the disk of `folder` cannot take what was being written (full,
+    over its quota, read-only; or any write error of a library while under NEARLY_FULL bytes are free), else None.
+    `needed`: the bytes the write needed, when known; `written`: else what it had written when it failed."""
+    code = getattr(error, "errno", None)
+    while STAGE_PREFIX in folder:  # a staging folder is ours: the user knows the folder it is delivered into
+        folder = os.path.dirname(folder)
+    if code == errno.EROFS:
+        return NoRoom(f"cannot write into {folder}: its file system is read-only; choose another folder.")
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return None
+    if code not in NO_ROOM and not (isinstance(error, (OSError, RuntimeError)) and free < NEARLY_FULL):
+        return None
+    problem = "disk quota is used up" if code == errno.EDQUOT else "disk is full"
+    need = (f"it needed {needed:,} bytes" if needed else
+            f"it needed more than the {written:,} bytes written when it filled" if written else "it needed more")
+    return NoRoom(f"cannot write into {folder}: its {problem} ({need}, {free:,} are free); free some space "
+                     f"or choose another folder, and run it again.")
+
+
+def check_room(folder):
+    """After a writer that does not report a failed write (OpenCV's VideoWriter): a disk left with under
+    NEARLY_FULL bytes free most likely cut its file short, which is said as a full disk is."""
+    if free_bytes(folder) < NEARLY_FULL:
+        raise no_room(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder)
+
+
+def _size(path):
+    """Bytes under `path` (a file or a folder), 0 when it is gone."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, n)) for root, _, names in os.walk(path) for n in names)
 
 
 def _lock(path):
@@ -77,11 +128,15 @@ def remove_stale(folder, log=print):
             log(f"notice: removed {path}, left by a run that was killed.")
 
 
-def atomic_write(path, write):
-    """Call write(tmp_path), then move tmp_path onto path: a crash never leaves a half-written file."""
+def atomic_write(path, write, size=None):
+    """Call write(tmp_path), then move tmp_path onto path: a crash never leaves a half-written file, and a disk
+    that cannot take it is one sentence (no_room). `size`: the bytes it will take, when the caller knows."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.basename(path), dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.basename(path), dir=folder)
+    except OSError as e:
+        raise no_room(e, folder, size) or e from None
     fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place: remove_stale leaves it alone
     try:
         write(tmp)
@@ -89,6 +144,14 @@ def atomic_write(path, write):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        written = _size(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        problem = no_room(e, folder, size, written)
+        if problem is None:
+            raise
+        raise problem from None
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -108,22 +171,29 @@ def staged_folder(folder, log=print):
     A move is a rename within one file system: for 1000 PNGs it costs milliseconds (docs/training.md, 'No partial
     outputs'), against decoding every label once more to check it before writing anything."""
     created = _missing_folders(folder)  # the folders makedirs creates, deepest first
-    os.makedirs(folder, exist_ok=True)
-    remove_stale(folder, log)
-    # Made under another name and renamed once locked: a cleanup never sees a staging folder without its lock.
-    new = tempfile.mkdtemp(prefix=".cgnet-new-", dir=folder)
-    lock = _lock(os.path.join(new, OWNER))
-    os.write(lock, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    try:
+        os.makedirs(folder, exist_ok=True)
+        remove_stale(folder, log)
+        # Made under another name and renamed once locked: a cleanup never sees a staging folder without its lock.
+        new = tempfile.mkdtemp(prefix=".cgnet-new-", dir=folder)
+        lock = _lock(os.path.join(new, OWNER))
+        os.write(lock, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    except OSError as e:
+        raise no_room(e, folder) or e from None
     stage = os.path.join(folder, STAGE_PREFIX + os.path.basename(new)[len(".cgnet-new-"):])
     os.rename(new, stage)
     try:
         try:
             yield stage
-        except BaseException:
+        except BaseException as e:
+            # A writer inside (ONNX, OpenVINO, a PNG) that met a full disk: one sentence, with what it had written.
+            problem = no_room(e, folder, written=_size(stage)) if isinstance(e, (OSError, RuntimeError)) else None
             shutil.rmtree(stage, ignore_errors=True)
             for path in created:
                 with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
                     os.rmdir(path)
+            if problem is not None:
+                raise problem from None
             raise
         # File by file, so that staged subfolders merge into ones that already exist in `folder`.
         for root, _, names in os.walk(stage):
