@@ -189,6 +189,8 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         if kept:
             cache.drop(kept["key"])
             remove(os.path.dirname(kept["stem"]))
+            if kept.get("blend"):
+                remove(kept["blend"])
             if os.path.dirname(os.path.dirname(kept["upload"])) == workdir:  # Gradio's upload, in main()'s folder
                 remove(os.path.dirname(kept["upload"]))
         temp.bound()  # also what no session owns, past its age (this runs on Gradio's timer of expired states)
@@ -233,7 +235,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
 
     def blend_again(kept, opacity):
         if not kept:
-            return None, None
+            return None, None, kept
         found = cache.get(kept["key"])
         if found is None:  # evicted from the cache: read back from the files while they last
             image = cv2.imread(kept["upload"], cv2.IMREAD_COLOR) if os.path.isfile(kept["upload"]) else None
@@ -242,13 +244,23 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
                 raise refuse(EXPIRED)
             found = (image, pred)
             cache.put(kept["key"], *found)
+        # A new file each time: Gradio serves a file already inside its temp folder by its path, so an overlay
+        # rewritten in place would keep its URL and the browser would go on showing the old one.
+        folder = None
         try:
-            over, = seg.save(kept["stem"], *found, alpha=opacity, outputs=("_overlay.png",))
-        except NoRoom:
+            folder = temp.folder()
+            over, = seg.save(os.path.join(folder, os.path.basename(kept["stem"])), *found, alpha=opacity,
+                             outputs=("_overlay.png",))
+        except (NoRoom, OSError) as e:
+            if folder:
+                remove(folder)
+            if not isinstance(e, NoRoom) and e.errno not in NO_ROOM:
+                raise
             raise out_of_space(temp, found[0].nbytes, kept["upload"]) from None
-        except FileNotFoundError:  # its folder was removed (over --max_temp_mb)
-            raise refuse(EXPIRED) from None
-        return over, kept["files"]
+        if kept.get("blend"):
+            remove(kept["blend"])
+        kept = {**kept, "blend": folder, "files": [*kept["files"][:2], over]}
+        return over, kept["files"], kept
 
     def segment_clip(path, progress=gr.Progress()):
         try:
@@ -324,7 +336,7 @@ def build_app(seg, workdir, examples=(), max_megapixels=50.0, max_video_seconds=
         # Images and videos queue for the one network (launch: one at a time); re-blending does not use it.
         upload.change(segment, [upload, opacity, kept], [over, colour, areas, files, kept], api_name="segment",
                       concurrency_id="network")
-        opacity.change(reblend, [kept, opacity], [over, files], api_name="blend", trigger_mode="always_last")
+        opacity.change(reblend, [kept, opacity], [over, files, kept], api_name="blend", trigger_mode="always_last")
         clip.change(segment_clip, [clip], [clip_out, clip_file, clip_info], api_name="segment_video",
                     concurrency_id="network")
     app.temp, app.kept = temp, cache  # what the tests look at
