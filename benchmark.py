@@ -11,6 +11,7 @@
     python benchmark.py --mode exact onnxruntime         # ONNX Runtime (CPU) on the exported network
     python benchmark.py --mode openvino openvino_int8 onnxruntime_int8 --input_size 360,640   # CPU runtimes
     python benchmark.py --checkpoint cgnet_int8.xml --input_size 360,640   # an exported file (.onnx, .xml)
+    python benchmark.py --train --report docs/speed/train   # the training step per mode (engine/train_bench.py)
 
 A runtime mode times the exported graph (engine.export) as the scripts run it (engine.backend): uint8 BGR in,
 the preprocessing and the argmax inside. Modes run in rounds (every mode once per round, in a shuffled order),
@@ -33,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
 from dataset.specs import CITYSCAPES
-from engine import export
+from engine import export, train_bench
 from engine.backend import TorchBackend, load
 from engine.checkpoint import Weights, network_of
 from model import MODELS, build_model, count_parameters
@@ -86,9 +87,12 @@ def mode_name(text):
 def get_args_parser():
     parser = argparse.ArgumentParser(description="Benchmark CGNet inference modes (see utils/inference.py).")
     parser.add_argument("--model", choices=MODELS, default="CGNet", help="network to measure")
-    parser.add_argument("--input_size", type=size_pair, default=(1024, 2048), help="H,W (default 1024,2048)")
-    parser.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
-    parser.add_argument("--classes", type=positive_int, default=19, help="output classes (Cityscapes: 19)")
+    parser.add_argument("--input_size", type=size_pair, default=None,
+                        help="H,W (default 1024,2048; --train: 360,360)")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="images per forward pass (default 1; --train: 8)")
+    parser.add_argument("--classes", type=positive_int, default=None,
+                        help="output classes (default 19, Cityscapes; --train: 11, CamVid)")
     parser.add_argument("--M", type=positive_int, default=3, help="CG blocks at 1/4 resolution (stage 2)")
     parser.add_argument("--N", type=positive_int, default=21, help="CG blocks at 1/8 resolution (stage 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
@@ -101,6 +105,9 @@ def get_args_parser():
     which.add_argument("--compare", action="store_true",
                        help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
+    which.add_argument("--train", action="store_true",
+                       help="time the training recipe's iteration (CamVid: batch 8 at 360x360, 11 classes, unless "
+                            "given) per training mode, with and without data loading, on the CPU")
     which.add_argument("--all", action="store_true",
                        help="every preset (fp16 is left out on the CPU, where it is emulated and very slow) and, on "
                             "the CPU, every runtime whose packages import")
@@ -306,7 +313,20 @@ def summarize(results, outputs, baseline, batch_size, clock):
         row["exact"] = row["exact"] and (mode == baseline or row["argmax_agreement"] == 1.0)
 
 
+def with_defaults(args):
+    """The flags with the size defaults of the mode asked for (--train: the CamVid recipe's)."""
+    defaults = dict(zip(("input_size", "batch_size", "classes"), ((360, 360), 8, 11) if args.train else
+                        ((1024, 2048), 1, 19)))
+    return argparse.Namespace(**{k: defaults[k] if v is None and k in defaults else v for k, v in vars(args).items()})
+
+
 def main(args):
+    args = with_defaults(args)
+    if args.train:  # engine/train_bench.py
+        return train_bench.run(train_bench.TrainBench(
+            args.model, args.M, args.N, args.classes, args.batch_size, tuple(args.input_size),
+            1 if args.warmup is None else args.warmup, args.runs or 5, seed=args.seed, threads=args.threads,
+            report=args.report))
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu.")
