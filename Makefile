@@ -25,7 +25,7 @@ test: venv
 	    if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then echo "slow tests failed in $$f"; exit $$rc; fi; \
 	done
 
-# The quick tier (under 30 s on a 2-core CPU): no subprocesses, torchrun, compile, ONNX export or training.
+# The quick tier: no subprocesses, torchrun, compile, ONNX export or training.
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 

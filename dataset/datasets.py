@@ -44,7 +44,7 @@ def read_list(list_path, data_dir, with_label, flag):
     """
     if not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir} is not a directory; point it at the dataset's root folder "
-                        f"(see the README, 'Preparing the real datasets').")
+                        f"(see docs/training.md, 'Preparing the real datasets').")
     given, list_path = list_path, find_list(list_path, data_dir)
     if os.path.isdir(list_path):
         raise UserError(f"{flag} {given} is a directory; give the path of a list file "

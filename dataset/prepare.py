@@ -133,7 +133,7 @@ def find_format(data_dir, fmt, coco_file, mask_suffix, table):
     if found is None:
         named = {"coco": "no COCO file", "masks": "no images with masks", "labelme": "no LabelMe file"}.get(fmt)
         raise UserError(f"{data_dir} holds {named or 'none of the layouts this tool reads'}"
-                        f"{'' if named else ': ' + layouts.LAYOUTS}; see the README, 'Train on your own data'.")
+                        f"{'' if named else ': ' + layouts.LAYOUTS}; see docs/own-data.md for every layout.")
     if found[0] == "masks" and fmt == "auto" and labelme.find(data_dir):
         log(f"notice: {data_dir} also holds LabelMe files; the masks are used (--format labelme reads those).")
     return found

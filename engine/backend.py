@@ -277,7 +277,7 @@ def compile_openvino(model, amp, path):
         log(f"notice: this CPU has no native bf16, so OpenVINO runs {path} in {got} (--amp bf16 has no effect here).")
         return run
     # The choice, in one line: bf16 changes some labels, so it is never taken silently, only pointed to.
-    hint = "; this CPU computes bf16 natively: --amp bf16 is faster (README: Which configuration on which CPU)" \
+    hint = "; this CPU computes bf16 natively: --amp bf16 is faster (docs/deploy.md, 'Real time on two CPU cores')" \
         if amp == "none" and native_bf16() else ""
     log(f"OpenVINO runs {os.path.basename(path)} in {got.get_type_name()} on {run.threads} threads, compiled for "
         f"each input size it meets again{hint}.")

@@ -109,7 +109,7 @@ def read_weights(path, flag="--resume", ckpt=None):
             sd = mmseg.to_original(ckpt)
         except ValueError as e:
             raise UserError(f"{flag} {path} {e}; of mmsegmentation's models only its CGNet M3N21 Cityscapes "
-                            f"checkpoints can be used (README, 'Pretrained weights').") from None
+                            f"checkpoints can be used (docs/training.md, 'Pretrained weights').") from None
         return Weights(sd, "mmseg", ckpt, dict(mmseg.NETWORK), np.asarray(mmseg.MEAN_RGB, np.float32), "cityscapes")
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         layout, sd = ("ours" if "args" in ckpt or "network" in ckpt else "original"), ckpt["model"]

@@ -26,7 +26,7 @@ def check_outputs(args, seg_dir):
     """Before any work: the checkpoint exists and the picture folder (None: no pictures) can be written."""
     if not os.path.exists(args.resume):
         raise UserError(f"--resume {args.resume} does not exist; give the checkpoint to evaluate "
-                        f"(see the README for where the released checkpoints go).")
+                        f"(see docs/training.md, 'Released checkpoints').")
     if seg_dir:
         check_writable_dir(seg_dir, "--save_seg_dir")
     elif (args.overlay or args.panel) and getattr(args, "metrics", None):

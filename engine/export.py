@@ -16,7 +16,7 @@ A new format is a row of FORMATS and, if it is written differently, a writer fun
 int8 is checked on the user's own data, never on a synthetic image (int8_check), against the fp32 graph it was
 quantized from: on a labelled list (given, or the val list the checkpoint records when it is readable here) the
 mIoU drop decides; without one, the argmax agreement on images held out from the calibration images. The
-thresholds and RECIPES are measured on the real CamVid test split with the authors' weights (README, 'int8 on
+thresholds and RECIPES are measured on the real CamVid test split with the authors' weights (docs/deploy.md, 'int8 on
 real data').
 """
 import contextlib
@@ -66,7 +66,8 @@ FORMATS = {f.name: f for f in (
            "calibrate on more images like those it will segment."),
     Format("openvino", ".xml", "fp32", 0.999, ("onnx", "openvino"), "OpenVINO fp32", "the fp32 IR",
            "report this with your torch and openvino versions.", " (the IR is an .xml and a .bin of the same name)"),
-    # On real images a good int8 IR agrees with PyTorch on about 98 % of the pixels (README, 'int8 on real data').
+    # On real images a good int8 IR agrees with PyTorch on about 98 % of the pixels
+    # (docs/deploy.md, 'int8 on real data').
     Format("openvino_int8", ".xml", "int8", 0.95, ("onnx", "openvino", "nncf"), "OpenVINO int8", "the int8 IR",
            INT8_ADVICE, " (the IR is an .xml and a .bin of the same name)"),
 )}
@@ -154,7 +155,7 @@ def export(name, source, out, calibration=None, check=None, opset=17, recipe=Non
         if check is not None and fmt.precision == "int8":
             # int8 is held to the fp32 graph it was quantized from, whose predictions are PyTorch's (the fp32
             # formats' check): the figures then measure what quantizing changed and nothing else, as the
-            # thresholds were measured (README, 'int8 on real data').
+            # thresholds were measured (docs/deploy.md, 'int8 on real data').
             fp32 = next(f for f in FORMATS.values() if f.suffix == fmt.suffix and f.precision == "fp32")
             ref_path = os.path.join(fp32_dir, "fp32" + fmt.suffix)
             WRITERS[fmt.suffix](net, ref_path, fp32, source, None, opset)
@@ -218,7 +219,7 @@ WRITERS = {".onnx": write_onnx, ".xml": write_openvino}
 
 
 # NNCF's post-training quantization (int8 weights per channel and activations, min-max ranges over the images,
-# fast bias correction) with these options; each is a row of the README's table, measured on the real CamVid
+# fast bias correction) with these options; each is a row of docs/deploy.md's table, measured on the real CamVid
 # test split. The mixed preset's asymmetric activations suit PReLU's outputs of both signs; keeping the first
 # convolution (on the image) and the last (the classifier) in fp32 removes part of the remaining loss, and makes
 # NNCF's 7-bit first-layer weights (its overflow fix for CPUs without VNNI) moot. The first is the default.

@@ -15,7 +15,7 @@ class Published:
     sha256: str         # the whole digest, or the prefix that the file name carries (checked as torch.hub does)
     size: int           # bytes; None where not recorded here
     out: str            # default --out, relative to the repository root (where the scripts are run)
-    what: str           # one line for --help and the README
+    what: str           # one line for --help
     # For a file in the original layout ({"epoch", "model"}), which records none of these:
     dataset: str = None
     mean: tuple = None  # subtracted from the RGB image in this order (the original's BGR-computed statistics)

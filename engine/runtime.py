@@ -5,12 +5,12 @@
     for tag, labels in run.stream(tagged_images):    # (tag, image) in; two requests in flight, results in order
         ...
 
-OpenVINO's CPU plugin pays heavily for dynamic shapes (README: "Real time on two CPU cores"). A video, a camera and an evaluation at one size meet one
-shape again and again, so a shape met a second time is compiled for itself and kept, the most recent SHAPES of
-them; a shape met once (a folder of photos of every size) runs on the dynamic model, compiled at load, so that no
-photo waits for a compilation of its own. When shapes keep coming back after being evicted (more sizes in turn
-than the cache holds, as multi-scale testing), compiling again costs more than it saves: after MAX_EVICTIONS
-evictions new shapes stay dynamic.
+OpenVINO's CPU plugin pays heavily for dynamic shapes (docs/deploy.md, 'Real time on two CPU cores'). A video, a
+camera and an evaluation at one size meet one shape again and again, so a shape met a second time is compiled for
+itself and kept, the most recent SHAPES of them; a shape met once (a folder of photos of every size) runs on the
+dynamic model, compiled at load, so that no photo waits for a compilation of its own. When shapes keep coming back
+after being evicted (more sizes in turn than the cache holds, as multi-scale testing), compiling again costs more
+than it saves: after MAX_EVICTIONS evictions new shapes stay dynamic.
 
 Compiled for one shape, the graph gives the dynamic model's labels (tests/test_runtime.py; on the real CamVid
 int8 model all of them, see compile()).
@@ -69,8 +69,8 @@ class ShapedModel:
         bf16 is asked for with --amp bf16, as autocast is for a .pth. Snippets (the plugin's fused subgraphs, made
         for fixed shapes only) are off: they round int8 otherwise, and the real CamVid int8 model compiled for
         one shape then changed some of the dynamic model's labels; without them it gives them exactly, and the
-        fixed shape keeps most of its speed-up (README: "Real time on two CPU cores"). THROUGHPUT: one stream per request in
-        flight, each on its share of the threads; LATENCY: one stream on all of them."""
+        fixed shape keeps most of its speed-up (docs/deploy.md, 'Real time on two CPU cores'). THROUGHPUT: one
+        stream per request in flight, each on its share of the threads; LATENCY: one stream on all of them."""
         config = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": hint,
                   "INFERENCE_NUM_THREADS": self.threads, "SNIPPETS_MODE": "DISABLE"}
         if hint == "THROUGHPUT":

@@ -12,7 +12,7 @@ utils.device.keep_cpu_memory() once per process (see its docstring).
 
 Exact modes (fold_bn, channels_last, compile) change only float rounding; bf16/fp16 trade accuracy for
 speed, and fp16 on a CPU without native fp16 is several times slower than eager. `python benchmark.py
---all` measures every mode on the machine at hand; the README's speed table comes from it.
+--all` measures every mode on the machine at hand; the tables of docs/speed.md come from it (--report).
 
 torch.compile specialises on the input shape: each new shape (every scale of multi-scale testing)
 compiles once more (20-60 s on a small CPU, cached on disk afterwards) and after 8 shapes torch falls

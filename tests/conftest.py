@@ -1,5 +1,6 @@
 """Shared by the test files: the repository on sys.path, tiny synthetic datasets in the real layouts
 (made once per session), and the command-line flags of a tiny CPU training run."""
+import glob
 import json
 import os
 import re
@@ -45,10 +46,16 @@ def train_argv(root, out, *extra):
             "--train_type", "ontrain", *TINY, *extra]
 
 
+def documented_pages():
+    """The user documentation: README.md and the pages of docs/, as paths relative to the repository."""
+    pages = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    return ["README.md", *pages]
+
+
 def readme_commands():
-    """(launcher, script path, argument list) of every python/torchrun command in the README's shell
-    blocks, continuation lines joined and comments dropped."""
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    """(launcher, script path, argument list) of every python/torchrun command in the shell blocks of the README
+    and of docs/, continuation lines joined and comments dropped."""
+    text = "\n".join(open(os.path.join(ROOT, page), encoding="utf-8").read() for page in documented_pages())
     commands = []
     for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -59,7 +66,6 @@ def readme_commands():
                 if scripts and any(w in launchers for w in words[:scripts[0]]):
                     commands.append((words[scripts[0] - 1], words[scripts[0]], words[scripts[0] + 1:]))
     return commands
-
 
 
 @pytest.fixture(scope="session")

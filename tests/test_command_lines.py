@@ -1,5 +1,5 @@
-"""Command lines: the original release's still parse, every `python …` line of the README parses with its
-script's own parser, and the original defaults hold."""
+"""Command lines: the original release's still parse, every `python …` line of the README and of docs/ parses with
+its script's own parser, and the original defaults hold."""
 import importlib
 import os
 import shlex
@@ -43,13 +43,13 @@ def test_the_readme_has_commands_for_every_script():
 @pytest.mark.parametrize("script, argv", [c[1:] for c in readme_commands()],
                          ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60])
 def test_every_readme_command_parses(script, argv):
-    assert os.path.isfile(os.path.join(ROOT, script)), f"the README runs {script}, which does not exist"
+    assert os.path.isfile(os.path.join(ROOT, script)), f"the documentation runs {script}, which does not exist"
     module = importlib.import_module(script[:-3].replace("/", "."))
     if not hasattr(module, "get_args_parser"):
         return
     try:
         module.get_args_parser().parse_args(argv)
-    except SystemExit as e:  # --help exits 0; anything else is a command the README gets wrong
+    except SystemExit as e:  # --help exits 0; anything else is a command the docs get wrong
         assert e.code == 0, f"python {script} {shlex.join(argv)} does not parse"
 
 

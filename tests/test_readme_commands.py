@@ -1,5 +1,5 @@
-"""The README's commands run as written once the environment is active (test_command_lines.py checks that
-they parse), and the Makefile says how to activate it and cleans up exactly what the project wrote."""
+"""The commands of the README and docs/ run as written once the environment is active (test_command_lines.py
+checks that they parse), and the Makefile says how to activate it and cleans up exactly what the project wrote."""
 import os
 import re
 import shutil

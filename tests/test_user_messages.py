@@ -64,10 +64,10 @@ def test_zip_and_inform_errors_name_the_file_given(data, tmp_path, capsys):
     assert message.startswith(f"error: --inform_data_file {inform} cannot be written: it lies inside the file ")
 
 
-def test_data_dir_message_names_a_readme_section_that_exists(data, tmp_path, capsys):
+def test_data_dir_message_names_a_docs_section_that_exists(data, tmp_path, capsys):
     message = fails(cityscapes_eval, ["--data_dir", str(tmp_path / "nowhere"), "--resume", data["ckpt"], *TINY], capsys)
-    section = re.search(r"see the README, '([^']+)'", message).group(1)
-    headings = [line.lstrip("#").strip() for line in open(os.path.join(ROOT, "README.md")) if line.startswith("#")]
+    page, section = re.search(r"see (docs/[\w-]+\.md), '([^']+)'", message).groups()
+    headings = [line.lstrip("#").strip() for line in open(os.path.join(ROOT, page)) if line.startswith("#")]
     assert section in headings
 
 

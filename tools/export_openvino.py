@@ -103,8 +103,8 @@ def get_args_parser():
                    help="calibrate on at most this many of the images, spread evenly (NNCF's default count)")
     p.add_argument("--recipe", choices=list(RECIPES), default=next(iter(RECIPES)),
                    help="NNCF's options: the mixed preset (asymmetric activations) with the first and last "
-                        "convolutions kept in fp32, the mixed preset alone, or NNCF's defaults (README, 'int8 on "
-                        "real data')")
+                        "convolutions kept in fp32, the mixed preset alone, or NNCF's defaults "
+                        "(docs/deploy.md, 'int8 on real data')")
     p.add_argument("--data_dir", default=".", help="folder the list files and the paths in them are relative to")
     p.add_argument("--image", default=None, help="fp32: image to check the IR on (default: a synthetic street scene)")
     p.add_argument("--val_data_list", default=None,

@@ -8,7 +8,7 @@ the lists, a description of the classes and the statistics into DATA_DIR, and pr
 
 Formats: masks (images/ + masks/, VOC, Kaggle's X/ + X_masks/, side by side with a suffix), LabelMe JSON and COCO
 JSON; classes files in .txt, .csv, .json and CVAT's labelmap.txt. The rules live in dataset/ (dataset.prepare
-and the modules it names); the README's 'Train on your own data' gives every format and the overlap rules.
+and the modules it names); docs/own-data.md gives every format and the overlap rules.
 """
 import argparse
 import sys

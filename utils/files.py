@@ -97,7 +97,7 @@ def staged_folder(folder, log=print):
 
     The staging folder (.cgnet-stage-*) is locked by this process while it lives, so that several runs can
     write into one folder at once: each cleans up only the staging folders of runs that were killed.
-    A move is a rename within one file system: for 1000 PNGs it costs milliseconds (README, 'No partial
+    A move is a rename within one file system: for 1000 PNGs it costs milliseconds (docs/training.md, 'No partial
     outputs'), against decoding every label once more to check it before writing anything."""
     created = []  # the folders makedirs creates, deepest first
     probe = os.path.abspath(folder)

@@ -10,6 +10,7 @@ end figures of the same machine; speed.md beside it is rewritten from the JSON e
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from importlib import metadata
@@ -93,19 +94,49 @@ def add_section(path, name, rows, cmd=None, note=""):
     return report
 
 
-def markdown(report):
+def markdown(report, level=0):
+    """A report as markdown: its machine, its versions, then each section's command and table. level: the section
+    titles as headings of that level (docs/speed.md), or 0 for bold lines (the report's own .md)."""
     m = report["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, flags {', '.join(m['cpu_flags']) or 'none of ' + str(FLAGS)}"
              f"; torch threads {m['torch_threads']}; load average {m.get('load_average', '?')}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
     for name, section in report["sections"].items():
         rows = section["rows"]
-        keys = [k for k in rows[0] if k not in ("configuration",)] if rows else []
-        lines += [f"**{name}** — `{section['command']}`" + (f" — {section['note']}" if section["note"] else ""), "",
-                  "| configuration | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        lines += ["| " + " | ".join([str(r["configuration"])] + [cell(r.get(k)) for k in keys]) + " |" for r in rows]
+        # Any rows: the columns are every key the rows have, in the order they first appear, configuration first.
+        keys = list(dict.fromkeys(["configuration", *(k for r in rows for k in r)])) if rows else ["configuration"]
+        how = f"`{section['command']}`" + (f" — {section['note']}" if section["note"] else "")
+        lines += [f"{'#' * level} {name}", "", how] if level else [f"**{name}** — {how}"]
+        lines += ["", "| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
+        lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
         lines.append("")
     return "\n".join(lines)
+
+
+def page(folder, link=""):
+    """docs/speed.md: every report (*.json) in `folder`, in name order, each under a heading of its name with the
+    machine, the versions, and each section's command and table; link: the folder as the page links to it."""
+    names = sorted(os.path.splitext(os.path.basename(p))[0] for p in os.listdir(folder) if p.endswith(".json"))
+    lines = ["# Speed", "",
+             f"Generated from the reports in [`{link or folder}/`]({link or folder}/) by `python tools/speed_page.py`: "
+             "do not edit it by hand. Each report was written on one machine by a script's `--report FILE` "
+             "(`benchmark.py`, `tools/bench_segment.py`); it names the machine (CPU model, the instruction sets that "
+             "choose the kernels, threads, load average) and the library versions, and above each table the command "
+             "that made it. Compare the rows of one table only. How to measure, and what each mode is: "
+             "[deploy.md](deploy.md#measure-the-speed).", "", "## Contents", ""]
+    lines += [f"- [{name}](#{anchor(name)})" for name in names]
+    for name in names:
+        with open(os.path.join(folder, name + ".json")) as f:
+            report = json.load(f)
+        lines += ["", f"## {name}", "", f"The report [`{name}.json`]({link or folder}/{name}.json).",
+                  "", markdown(report, level=3).rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def anchor(heading):
+    """The anchor GitHub gives a heading: lower case, punctuation dropped but hyphens and underscores, spaces to
+    hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def cell(value):
