@@ -75,7 +75,8 @@ def train_parser(spec):
                    help="mixed-precision training (fp16 with a gradient scaler; the loss stays fp32); none keeps "
                         "the original's fp32")
     p.add_argument("--channels_last", type=str2bool, default=None,
-                   help="channels-last memory format for training (true/false); default: on on the CPU")
+                   help="channels-last memory format for training (true/false); default: on on the CPU, except with "
+                        "--amp bf16")
     p.add_argument("--compile", type=str2bool, default=None,
                    help="torch.compile the training step, once per process (true/false); default: on on the CPU")
     p.add_argument("--plain", type=str2bool, default=False,

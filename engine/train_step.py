@@ -3,8 +3,8 @@ loader workers) and the step itself (forward, weighted cross-entropy, backward, 
 
 On the CPU the default is the fast mode: the forward and the loss compiled once per process (Inductor fuses the
 PReLU backward, the largest row of eager's profile), channels-last, the decoded images kept in memory and one
-loader worker. `--plain true` is the original's eager fp32. bf16 autocast stays opt-in (`--amp bf16`): it is
-native on avx512_bf16/AMX CPUs, but it has not been shown to learn as fp32 does over a whole run.
+loader worker. `--plain true` is the original's eager fp32. bf16 autocast stays opt-in (`--amp bf16`, NCHW): it
+is native on avx512_bf16/AMX CPUs, but it has not been shown to learn as fp32 does over a whole run.
 """
 import contextlib
 import os
@@ -48,7 +48,9 @@ def choose_mode(args, device, decoded_bytes):
         workers = default_workers if args.num_workers is None else args.num_workers
         return TrainMode(False, "none", False, False, workers)
     compile_ = cpu if args.compile is None else args.compile
-    channels_last = cpu if args.channels_last is None else args.channels_last
+    # Not with bf16: channels-last bf16 weight gradients of the depthwise convolutions came out different on every
+    # call of the same batch, at times 1e32 or NaN (torch 2.14, AMD EPYC with avx512_bf16); NCHW's did not.
+    channels_last = cpu and args.amp != "bf16" if args.channels_last is None else args.channels_last
     in_memory = cpu and decoded_bytes <= CACHE_BUDGET
     workers = args.num_workers if args.num_workers is not None else (1 if in_memory else default_workers)
     return TrainMode(compile_, args.amp, channels_last, in_memory, workers)

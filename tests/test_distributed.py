@@ -150,7 +150,7 @@ def test_spawn_starts_a_working_process_group_and_reports_errors():
 
 
 @pytest.mark.parametrize("amp, channels_last, resolved", [
-    ("none", None, True), ("bf16", None, True), ("fp16", "false", False), ("bf16", "true", True)])
+    ("none", None, True), ("bf16", None, False), ("fp16", "false", False), ("bf16", "true", True)])
 @pytest.mark.slow
 def test_amp_and_channels_last_train_and_save_what_they_used(cs, tmp_path, capsys, amp, channels_last, resolved):
     extra = ["--amp", amp, "--max_epochs", "1", "--batch_size", "4", "--cuda", "false", "--sync_bn", "true"]
