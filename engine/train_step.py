@@ -78,7 +78,9 @@ class TrainStep:
         self.ignore_label = ignore_label
         self.amp_dtype = AMP_DTYPES[mode.amp]
         self.memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
-        self.forward = torch.compile(self._forward, dynamic=False) if mode.compile else self._forward
+        # Inductor lays CPU convolutions out channels-last by itself; bf16 must not be (see choose_mode).
+        options = {"layout_optimization": False} if mode.amp == "bf16" and not mode.channels_last else None
+        self.forward = torch.compile(self._forward, dynamic=False, options=options) if mode.compile else self._forward
 
     def _forward(self, images, labels):
         autocast = torch.autocast(images.device.type, dtype=self.amp_dtype) if self.amp_dtype \
