@@ -93,7 +93,7 @@ class TrainStep:
         out = out.float()  # a no-op in fp32
         loss = self.criterion(out, labels)
         if aux is not None:
-            loss = loss + du.unwrap(self.model).aux_loss(aux.float(), labels, self.ignore_label)
+            loss = loss + du.unwrap(self.model).aux_loss(aux, labels, self.ignore_label)
         return loss, out
 
     def __call__(self, images, labels, lr):
