@@ -17,7 +17,7 @@ from dataset.datasets import TrainDataset, make_loader, read_list
 from dataset.synthetic import make_camvid
 from engine.train_step import TrainMode, TrainStep
 from model import build_model
-from utils.device import use_device
+from utils.device import keep_cpu_memory, use_device
 from utils.files import check_writable_file
 from utils.optim import build_optimizer
 from utils.report import add_section, cpu
@@ -121,6 +121,9 @@ def run(bench, device=torch.device("cpu")):
     if bench.threads:
         torch.set_num_threads(bench.threads)
     use_device(device)  # as training: subnormals flushed, before any thread starts
+    # Training repeats one step, whose memory glibc hands back and reuses; steps of five modes in turn would make it
+    # map fresh pages (page faults) that training does not pay, so freed memory is kept.
+    keep_cpu_memory()
     info = machine_info(device)
     name, flags = cpu()
     print(f"machine: {name}, {os.cpu_count()} CPUs, flags {', '.join(flags) or 'none'}; torch {info['torch']}, "
