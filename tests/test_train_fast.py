@@ -111,3 +111,14 @@ def test_torchrun_trains_in_the_fast_mode(cs, tmp_path):
     assert "torch.compile on" in run.stdout and "compiled again" not in run.stdout and "epoch 2/2:" in run.stdout
     ckpt = torch.load(tmp_path / "ckpt" / "cityscapes" / "CGNet_M1N2bs4cpu_ontrain" / "model_2.pth", weights_only=True)
     assert list(ckpt["model"]) == list(build_model("CGNet", 19, M=1, N=2).state_dict())
+
+
+@pytest.mark.slow
+def test_the_train_benchmark_times_every_mode_and_writes_its_report(tmp_path, capsys):
+    from engine import train_bench
+    rows = train_bench.run(train_bench.TrainBench(M=1, N=1, classes=11, batch_size=2, input_size=(32, 32), warmup=0,
+                                                  runs=1, report=str(tmp_path / "train")))
+    assert [r["configuration"] for r in rows] == [*train_bench.MODES, *train_bench.DATA_ROWS]
+    assert rows[0]["x eager"] == 1.0 and all(r["median ms"] > 0 for r in rows)
+    assert capsys.readouterr().out.startswith("machine: ")  # the fingerprint first
+    assert "training step" in (tmp_path / "train.md").read_text()
