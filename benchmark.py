@@ -12,6 +12,7 @@
     python benchmark.py --mode exact onnxruntime         # ONNX Runtime (CPU) on the exported network
     python benchmark.py --mode openvino openvino_int8 onnxruntime_int8 --input_size 360,640   # CPU runtimes
     python benchmark.py --checkpoint cgnet_int8.xml --input_size 360,640   # an exported file (.onnx, .xml)
+    python benchmark.py --train --report docs/speed/train   # the training step per mode (engine/train_bench.py)
 
 A runtime mode times the exported graph (engine.export) as the scripts run it (engine.backend): uint8 BGR in,
 the preprocessing and the argmax inside. Modes run in rounds (every mode once per round, in a shuffled order),
@@ -33,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dataset.datasets import load_image, normalize, to_tensor
 from dataset.specs import CITYSCAPES
-from engine import export
+from engine import export, train_bench
 from engine.backend import TorchBackend, load
 from engine.checkpoint import Weights, network_of
 from model import MODELS, build_model, count_parameters
@@ -88,9 +89,9 @@ def mode_name(text):
 def get_args_parser():
     parser = argparse.ArgumentParser(description="Benchmark CGNet inference modes (see model/inference.py).")
     parser.add_argument("--model", choices=MODELS, default="CGNet", help="network to measure")
-    parser.add_argument("--input_size", type=size_pair, default=(1024, 2048), help="H,W (default 1024,2048)")
-    parser.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
-    parser.add_argument("--classes", type=positive_int, default=19, help="output classes (Cityscapes: 19)")
+    parser.add_argument("--input_size", type=size_pair, help="H,W (default 1024,2048; --train: 360,360)")
+    parser.add_argument("--batch_size", type=positive_int, help="images per forward pass (default 1; --train: 8)")
+    parser.add_argument("--classes", type=positive_int, help="output classes (default 19; --train: 11, CamVid's)")
     parser.add_argument("--M", type=positive_int, default=3, help="CG blocks at 1/4 resolution (stage 2)")
     parser.add_argument("--N", type=positive_int, default=21, help="CG blocks at 1/8 resolution (stage 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
@@ -103,6 +104,9 @@ def get_args_parser():
     which.add_argument("--compare", action="store_true",
                        help="the paper's Tables 9/10 on this machine: every --model choice in eager fp32 "
                             "(parameters, GFLOPs at 3x640x360, latency, fps, peak memory), one run")
+    which.add_argument("--train", action="store_true",
+                       help="time the training recipe's iteration (CamVid: batch 8 at 360x360, 11 classes, unless "
+                            "given) per training mode, with and without data loading, on the CPU")
     which.add_argument("--all", action="store_true",
                        help="every preset (fp16 is left out on the CPU, where it is emulated and very slow) and, on "
                             "the CPU, every runtime whose packages import")
@@ -314,6 +318,13 @@ def summarize(results, outputs, baseline, batch_size, clock):
 
 
 def main(args):
+    if args.train:  # engine/train_bench.py, at the CamVid recipe's sizes unless given
+        return train_bench.run(train_bench.TrainBench(
+            args.model, args.M, args.N, args.classes or 11, args.batch_size or 8, tuple(args.input_size or (360, 360)),
+            1 if args.warmup is None else args.warmup, args.runs or 5, seed=args.seed, threads=args.threads,
+            report=args.report))
+    args = argparse.Namespace(**{**vars(args), "input_size": args.input_size or (1024, 2048),
+                                 "batch_size": args.batch_size or 1, "classes": args.classes or 19})
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu.")

@@ -205,6 +205,19 @@ class TrainDataset(torch.utils.data.Dataset):
         self.classes, self.ignore_label = classes, ignore_label
         self.scale, self.mirror, self.seed = scale, mirror, seed
         self.epoch = 0
+        self.decoded = None
+
+    def keep_in_memory(self, progress=None):
+        """Decode (and check) every image and label once and keep them: an epoch then only augments. Done before
+        the loader's workers start, which share the arrays with this process (fork, copy-on-write).
+        Returns the bytes kept."""
+        decoded = []
+        for s in self.samples:
+            decoded.append((load_image(s.image), load_label(s.label, self.classes, self.ignore_label)))
+            if progress is not None:
+                progress.update()
+        self.decoded = decoded
+        return sum(image.nbytes + label.nbytes for image, label in decoded)
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -215,8 +228,10 @@ class TrainDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         s = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = load_image(s.image)
-        label = load_label(s.label, self.classes, self.ignore_label)
+        if self.decoded is not None:
+            image, label = self.decoded[index]
+        else:
+            image, label = load_image(s.image), load_label(s.label, self.classes, self.ignore_label)
         if self.scale:
             f = 0.5 + rng.integers(0, 16) / 10.0
             image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
@@ -233,6 +248,15 @@ class TrainDataset(torch.utils.data.Dataset):
         if self.mirror and rng.integers(0, 2):
             image, label = image[:, ::-1], label[:, ::-1]
         return to_tensor(image), torch.from_numpy(np.ascontiguousarray(label)).long()
+
+
+def decoded_bytes(samples):
+    """The memory `samples` take decoded (uint8 BGR image + label), from their headers."""
+    total = 0
+    for s in samples:
+        header = image_header(s.image)
+        total += header[0] * header[1] * 4 if not isinstance(header, str) else 0
+    return total
 
 
 class EvalDataset(torch.utils.data.Dataset):

@@ -15,7 +15,7 @@ from utils.files import model_file_kind
 MAX_SIDE = 2048  # --max_side: the long side of Cityscapes, the scale CGNet was trained for
 
 
-def _common(parser, spec, gpus):
+def _common(parser, spec, gpus, auto_workers=False):
     """Flags every script of the original has."""
     parser.add_argument("--model", default="CGNet", choices=MODELS, help="network to use")
     parser.add_argument("--dataset", default=spec.name, choices=[spec.name],
@@ -31,8 +31,10 @@ def _common(parser, spec, gpus):
                         help="label value that is not trained on or scored")
     parser.add_argument("--M", type=positive_int, default=3, help="CG blocks at 1/4 resolution (stage 2)")
     parser.add_argument("--N", type=positive_int, default=21, help="CG blocks at 1/8 resolution (stage 3)")
-    parser.add_argument("--num_workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
-                        help="data-loading worker processes (0 loads in the main process)")
+    parser.add_argument("--num_workers", type=non_negative_int, default=None if auto_workers else min(4, os.cpu_count() or 1),
+                        help="data-loading worker processes (0 loads in the main process)"
+                             + ("; default: 1 on the CPU when the decoded images fit in memory, else min(4, CPUs)"
+                                if auto_workers else ""))
     parser.add_argument("--scaleIn", type=int, default=1, choices=[1],
                         help="kept so the original command lines run; as in the original it must be 1")
     parser.add_argument("--cuda", type=str2bool, default=True,
@@ -45,7 +47,7 @@ def train_parser(spec):
     p = argparse.ArgumentParser(description=f"Train CGNet on {spec.name} with the original recipe "
                                 f"(Adam, poly LR, random scale/crop/flip, weighted cross-entropy).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(p, spec, spec.gpus)
+    _common(p, spec, spec.gpus, auto_workers=True)
     p.add_argument("--train_data_list", default=spec.train_list, help="list of training image/label pairs")
     p.add_argument("--val_data_list", default=spec.val_list, help="list used for validation mIoU")
     p.add_argument("--train_type", default=spec.train_type,
@@ -76,10 +78,16 @@ def train_parser(spec):
     p.add_argument("--val_interval", type=positive_int, default=50,
                    help="validate every this many epochs (and after the last)")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
-                   help="mixed-precision training (fp16 with a gradient scaler); none keeps the original's fp32")
+                   help="mixed-precision training (fp16 with a gradient scaler; the loss stays fp32); none keeps "
+                        "the original's fp32")
     p.add_argument("--channels_last", type=str2bool, default=None,
-                   help="channels-last memory format for training (true/false); default: on for fp32 on the "
-                        "CPU, where it measured faster, off otherwise")
+                   help="channels-last memory format for training (true/false); default: on on the CPU, except with "
+                        "--amp bf16")
+    p.add_argument("--compile", type=str2bool, default=None,
+                   help="torch.compile the training step, once per process (true/false); default: on on the CPU")
+    p.add_argument("--plain", type=str2bool, default=False,
+                   help="the original's training: eager fp32, NCHW, images decoded every epoch (to measure what "
+                        "the default gains)")
     p.add_argument("--sync_bn", type=str2bool, default=False,
                    help="BatchNorm statistics over all GPUs of a multi-GPU run (true/false); needs GPUs")
     return p

@@ -15,37 +15,37 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dataset.datasets import EvalDataset, TrainDataset, make_loader, read_list
+from dataset.datasets import EvalDataset, TrainDataset, decoded_bytes, make_loader, read_list
 from dataset.inform import get_inform
 from engine.checkpoint import build_and_load, load_pretrained, network_of, read_weights, self_contained
 from engine.published import PUBLISHED, fetch
+from engine.train_step import TrainStep, choose_mode, compiled_graphs
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.device import amp_notice, select_device, use_device
-from utils.log import log, rank as process_rank  # `rank`: the local name of a process's rank below
+from utils.log import log, notice, rank as process_rank  # `rank`: the local name of a process's rank below
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, remove_stale
 from utils.metric import ConfusionMatrix
-from utils.optim import build_optimizer, poly_lr, set_lr
+from utils.optim import build_optimizer, poly_lr
 from utils.progress import bar, plural
 
 
 # ------------------------------------------------------------------------------------------ training
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NEVER = torch.iinfo(torch.long).max  # "no bad iteration yet"
 
 
 
 @torch.inference_mode()
-def validate(model, samples, mean, args, device, rank=0, world=1):
+def validate(model, samples, mean, args, device, rank=0, world=1, workers=0):
     """mIoU over `samples` (batch 1, full resolution); ranks split the list, the confusion matrix is summed.
     The training loop's own eager forward: training loads no inference or deployment module."""
     model.eval()
     dataset = EvalDataset(samples, mean, args.classes, args.ignore_label)
     subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
-    loader = make_loader(subset, 1, args.num_workers, device)
+    loader = make_loader(subset, 1, workers, device)
     conf = ConfusionMatrix(args.classes, args.ignore_label, device)
     with bar(len(subset), "validation", "images") if rank == 0 else contextlib.nullcontext() as progress:
         for images, labels, _ in loader:
@@ -57,39 +57,35 @@ def validate(model, samples, mean, args, device, rank=0, world=1):
     return conf.compute()
 
 
-def train_one_epoch(model, loader, criterion, optimizer, scaler, device, epoch, args, it0, max_it):
-    """One epoch; returns (mean loss, train confusion matrix, last lr). Syncs with the host only to log."""
-    model.train()
-    conf = ConfusionMatrix(args.classes, args.ignore_label, device)
+@dataclass(frozen=True)
+class Schedule:
+    """The poly learning rate over the whole run, per iteration."""
+    lr: float
+    per_epoch: int
+    epochs: int
+
+    def lr_at(self, epoch, i):
+        return poly_lr(self.lr, epoch * self.per_epoch + i, self.epochs * self.per_epoch)
+
+
+def train_one_epoch(step, loader, epoch, schedule, classes, ignore_label):
+    """One epoch of `step` (a TrainStep); returns (mean loss, train confusion matrix, last lr).
+    Syncs with the host only to log."""
+    step.model.train()
+    device = step.device
+    conf = ConfusionMatrix(classes, ignore_label, device)
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), NEVER, dtype=torch.long, device=device)
-    progress = bar(len(loader), f"epoch {epoch + 1}/{args.max_epochs}") if process_rank() == 0 else None
-    shown = 0
-    amp_dtype = AMP_DTYPES[args.amp]
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    lr = args.lr
+    progress = bar(len(loader), f"epoch {epoch + 1}/{schedule.epochs}") if process_rank() == 0 else None
+    shown, lr = 0, schedule.lr
     for i, (images, labels) in enumerate(loader):
-        lr = poly_lr(args.lr, it0 + i, max_it)
-        set_lr(optimizer, lr)
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
-        labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-            out = model(images)
-            aux = None
-            if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
-                out, aux = out
-            loss = criterion(out, labels)
-            if aux is not None:
-                loss = loss + du.unwrap(model).aux_loss(aux, labels, args.ignore_label)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward() and step()
-        scaler.step(optimizer)
-        scaler.update()
+        lr = schedule.lr_at(epoch, i)
+        loss, out = step(images, labels, lr)
         with torch.no_grad():
-            loss = loss.detach().float()
+            loss = loss.float()
             first_bad = torch.minimum(first_bad, torch.where(torch.isfinite(loss), NEVER, i))
             loss_sum += loss
-            conf.update(out.argmax(1), labels)
+            conf.update(out.argmax(1), labels.to(device, non_blocking=True))
         if (i + 1) % 10 == 0 or i + 1 == len(loader):
             check_finite(first_bad, epoch)
             if progress is not None:  # the epoch's ETA; the run's is in the line logged after each epoch
@@ -158,7 +154,7 @@ def resolve_resume(resume, run_dir):
     path = os.path.join(run_dir, "checkpoint.pth")
     if os.path.exists(path):
         return path
-    log(f"notice: --resume auto found no {path}; training starts from scratch.")
+    notice(f"--resume auto found no {path}; training starts from scratch.")
     return None
 
 
@@ -277,8 +273,8 @@ def pretrained_mean(inform, path):
     if mean is None:
         return inform
     shown = ", ".join(f"{v:.1f}" for v in mean)
-    log(f"notice: the input mean of --weights {path} ({shown}) is used rather than this dataset's "
-        f"({', '.join(f'{v:.1f}' for v in inform['mean'])}): its layers were trained with it.")
+    notice(f"the input mean of --weights {path} ({shown}) is used rather than this dataset's "
+           f"({', '.join(f'{v:.1f}' for v in inform['mean'])}): its layers were trained with it.")
     return {**inform, "mean": np.asarray(mean, np.float32)}
 
 
@@ -292,53 +288,65 @@ def _train(args, spec, device, rank, world, samples, inform):
     if rank == 0:
         check_writable_dir(run_dir, "--savedir")
         check_earlier_run(args, run_dir)
-    if args.channels_last is None:  # measured on a CPU: +9 % at 680x680 in fp32, slower combined with bf16
-        args.channels_last = device.type == "cpu" and args.amp == "none"
-    if amp_notice(device, args.amp):
-        log(amp_notice(device, args.amp))
+    train_samples, val_samples = samples
+    mode = choose_mode(args, device, decoded_bytes(train_samples))
+    if amp_notice(device, mode.amp):
+        log(amp_notice(device, mode.amp))
     sync_bn = args.sync_bn and world > 1 and device.type == "cuda"
     if args.sync_bn and not sync_bn:
-        log("notice: --sync_bn ignored: SyncBatchNorm needs more than one GPU process (NCCL); each process "
-            "keeps its own BatchNorm statistics.")
-    train_samples, val_samples = samples
+        notice("--sync_bn ignored: SyncBatchNorm needs more than one GPU process (NCCL); each process "
+               "keeps its own BatchNorm statistics.")
 
-    run = restore(args, device, rank, run_dir, sync_bn)
+    run = restore(args, device, rank, run_dir, sync_bn, mode)
     model = run.model
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     dataset = TrainDataset(train_samples, inform["mean"], args.input_size, args.classes, args.ignore_label,
                            scale=args.random_scale, mirror=args.random_mirror, seed=run.seed)
+    cached_mb = None
+    if mode.in_memory:
+        with bar(len(dataset), "decoding into memory", "images") if rank == 0 else contextlib.nullcontext() as p:
+            cached_mb = dataset.keep_in_memory(p) / 2 ** 20
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
                                                   seed=run.seed)
-    loader = make_loader(dataset, args.batch_size // world, args.num_workers, device, sampler=sampler, drop_last=True)
+    loader = make_loader(dataset, args.batch_size // world, mode.workers, device, sampler=sampler, drop_last=True)
     if len(loader) == 0:
         raise UserError(f"--train_data_list {args.train_data_list} has {plural(len(dataset), 'image')}, fewer than "
                         f"--batch_size {args.batch_size}; lower --batch_size.")
     per_iter = len(loader)
     weight = torch.from_numpy(inform["classWeights"]).to(device)
     criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=args.ignore_label)  # NLL of log_softmax
+    step = TrainStep(model, criterion, run.optimizer, run.scaler, mode, args.ignore_label, device)  # compiled once
+    schedule = Schedule(args.lr, per_iter, args.max_epochs)
 
     log_lines = open_log(args, run, run_dir, count_parameters(model)) if rank == 0 else None
     if rank == 0:
         log(f"run folder {run_dir}; {count_parameters(model):,} parameters; seed {run.seed}; device {device}"
             f"{f' x {world} processes' if world > 1 else ''}; {plural(len(dataset), 'training image')}, "
             f"{plural(per_iter, 'iteration')} per epoch")
+        log(mode.describe(cached_mb))
 
     summary = {"run_dir": run_dir, "seed": run.seed, "epochs": run.start_epoch, "world_size": world}
-    run_start = time.perf_counter()
+    run_start, step_graphs = time.perf_counter(), 0
     for epoch in range(run.start_epoch, args.max_epochs):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
         seed_everything(epoch_seed(run.seed, epoch, rank))
         start = time.perf_counter()
-        loss, conf, lr = train_one_epoch(model, loader, criterion, run.optimizer, run.scaler, device, epoch, args,
-                                         epoch * per_iter, args.max_epochs * per_iter)
+        loss, conf, lr = train_one_epoch(step, loader, epoch, schedule, args.classes, args.ignore_label)
+        if mode.compile:
+            graphs = compiled_graphs()
+            if epoch > run.start_epoch and graphs > step_graphs:
+                notice(f"the training step was compiled again ({graphs - step_graphs} more graphs); "
+                       f"each recompilation costs time (please report it).")
+            step_graphs = graphs
         train_miou = conf.compute()["mIoU"]
         val_miou = None
         if val_samples and (epoch % args.val_interval == 0 or epoch == args.max_epochs - 1):
             du.broadcast_buffers(du.unwrap(model))
-            val_miou = validate(du.unwrap(model), val_samples, inform["mean"], args, device, rank, world)["mIoU"]
+            val_miou = validate(du.unwrap(model), val_samples, inform["mean"], args, device, rank, world,
+                                mode.workers)["mIoU"]
         if rank == 0:
             row = f"{epoch + 1}\t\t{loss:.4f}\t\t{train_miou:.4f}\t\t"
             log_lines.append(row + (f"{val_miou:.4f}\t\t" if val_miou is not None else "") + f"{lr:.7f}")
@@ -366,7 +374,7 @@ class Run:
     log_lines: list = None
 
 
-def restore(args, device, rank, run_dir, sync_bn):
+def restore(args, device, rank, run_dir, sync_bn, mode):
     """Build the model, optimizer and scaler; with --resume, load their state from the checkpoint;
     with --weights, only the weights (a new run: epoch 0, fresh optimizer and LR schedule).
 
@@ -389,9 +397,9 @@ def restore(args, device, rank, run_dir, sync_bn):
         log(f"starting a new run from the weights of {args.weights}")
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if args.channels_last:
+    if mode.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    run = Run(model, build_optimizer(model, args.lr), torch.amp.GradScaler(device.type, enabled=args.amp == "fp16"),
+    run = Run(model, build_optimizer(model, args.lr), torch.amp.GradScaler(device.type, enabled=mode.amp == "fp16"),
               seed, resume)
     if not resume:
         return run
@@ -409,7 +417,7 @@ def restore(args, device, rank, run_dir, sync_bn):
                             f"from the checkpoint.pth of this run, or start from its weights alone "
                             f"(a model_N.pth file).") from None
     else:
-        log(f"notice: {resume} holds no optimizer state (an original-release checkpoint?); Adam restarts.")
+        notice(f"{resume} holds no optimizer state (an original-release checkpoint?); Adam restarts.")
     if run.scaler.is_enabled() and "scaler" in ckpt:
         run.scaler.load_state_dict(ckpt["scaler"])
     run.log_lines = ckpt.get("log")
@@ -425,7 +433,7 @@ def open_log(args, run, run_dir, params):
     if args.overwrite and not run.resume and saved_files(run_dir):
         for name in saved_files(run_dir) + ([args.logFile] if os.path.exists(log_path) else []):
             os.remove(os.path.join(run_dir, name))
-        log(f"notice: --overwrite: removed the earlier run's checkpoints and log from {run_dir}.")
+        notice(f"--overwrite: removed the earlier run's checkpoints and log from {run_dir}.")
     lines = run.log_lines
     if lines is None and run.resume:
         lines = log_lines_up_to(log_path, run.start_epoch)

@@ -18,7 +18,7 @@ sys.path.insert(0, ROOT)
 from dataset.synthetic import make_camvid, make_cityscapes  # noqa: E402
 
 # The smallest CGNet that still has every kind of block, on the CPU, in the main process.
-TINY = ["--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false"]
+TINY = ["--M", "1", "--N", "2", "--num_workers", "0", "--cuda", "false", "--compile", "false"]  # compiling: slow tier
 # Flags for evaluating the untrained M1N1 checkpoints of the `untrained` fixture on the CPU.
 TINY_EVAL = ["--M", "1", "--N", "1", "--num_workers", "0", "--cuda", "false", "--gpus", ""]
 

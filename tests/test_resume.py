@@ -77,9 +77,9 @@ def run_dir(out):
     return os.path.join(out, "ckpt", "cityscapes", "CGNet_M1N2bs2cpu_ontrain")
 
 
-def start(wrapper, root, out, hook=""):
+def start(wrapper, root, out, hook="", extra=()):
     env = dict(os.environ, HOOK=hook, MARKER=os.path.join(out, "stopped"))
-    return subprocess.Popen([sys.executable, wrapper, *argv(root, out)], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, wrapper, *argv(root, out, *extra)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -132,6 +132,27 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_like_an_uninterrupted_run(cs, w
     log = finish(start(wrapper, cs, out))
     assert "at epoch 1" in log and "epoch 2/3:" in log and "epoch 1/3:" not in log
     assert_same_run(run_dir(out), uninterrupted)
+
+
+FAST = ("--compile", "true")  # the CPU default (the tests' TINY flags turn compiling off)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_fast(cs, wrapper, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("uninterrupted_fast"))
+    log = finish(start(wrapper, cs, out, extra=FAST))
+    assert "torch.compile on" in log
+    return run_dir(out)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_in_the_fast_mode_then_resume_auto_ends_like_an_uninterrupted_run(
+        cs, wrapper, uninterrupted_fast, tmp_path):
+    out = str(tmp_path)
+    kill_when_stopped(start(wrapper, cs, out, hook=f"iteration:{PER_EPOCH + 1}", extra=FAST), out)
+    log = finish(start(wrapper, cs, out, extra=FAST))
+    assert "at epoch 1" in log and "epoch 2/3:" in log and "compiled again" not in log
+    assert_same_run(run_dir(out), uninterrupted_fast)
 
 
 @pytest.mark.slow

@@ -1,0 +1,109 @@
+"""How a training run computes: the mode it chose (torch.compile, precision, memory format, data in memory,
+loader workers) and the step itself (forward, weighted cross-entropy, backward, optimizer step).
+
+On the CPU the default is the fast mode: the forward and the loss compiled once per process (Inductor fuses the
+PReLU backward, the largest row of eager's profile), channels-last, the decoded images kept in memory and one
+loader worker. `--plain true` is the original's eager fp32. bf16 autocast stays opt-in (`--amp bf16`, NCHW): it
+is native on avx512_bf16/AMX CPUs, but it has not been shown to learn as fp32 does over a whole run.
+"""
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from utils import dist as du
+from utils.optim import set_lr
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CACHE_BUDGET = 4 * 2 ** 30  # decoded training images kept in memory up to this (CamVid train+val: ~330 MB)
+
+
+@dataclass(frozen=True)
+class TrainMode:
+    """What a run chose; resolved once from the flags (which stay as given: they are saved in the checkpoint)."""
+    compile: bool
+    amp: str
+    channels_last: bool
+    in_memory: bool
+    workers: int
+
+    def describe(self, cached_mb=None):
+        """The one line a run prints about how it computes."""
+        data = (f"decoded images in memory ({cached_mb:,.0f} MB)" if self.in_memory and cached_mb is not None
+                else "images decoded every epoch")
+        return (f"training mode: torch.compile {'on' if self.compile else 'off'}, "
+                f"{'fp32' if self.amp == 'none' else self.amp + ' autocast'}, "
+                f"{'channels-last' if self.channels_last else 'NCHW'}, {data}, "
+                f"{self.workers} loader worker{'s' if self.workers != 1 else ''}")
+
+
+def choose_mode(args, device, decoded_bytes):
+    """The mode of the flags; None means 'choose': on the CPU compile, channels-last, the data in memory when it
+    fits CACHE_BUDGET, and then one worker (augmenting a cached image takes milliseconds; more workers take
+    cores from the step). `--plain true` is the original's eager fp32 with its loader."""
+    cpu = device.type == "cpu"
+    default_workers = min(4, os.cpu_count() or 1)
+    if getattr(args, "plain", False):
+        workers = default_workers if args.num_workers is None else args.num_workers
+        return TrainMode(False, "none", False, False, workers)
+    compile_ = cpu if args.compile is None else args.compile
+    # Not with bf16: channels-last bf16 weight gradients of the depthwise convolutions came out different on every
+    # call of the same batch, at times 1e32 or NaN (torch 2.14, AMD EPYC with avx512_bf16); NCHW's did not.
+    channels_last = cpu and args.amp != "bf16" if args.channels_last is None else args.channels_last
+    in_memory = cpu and decoded_bytes <= CACHE_BUDGET
+    workers = args.num_workers if args.num_workers is not None else (1 if in_memory else default_workers)
+    return TrainMode(compile_, args.amp, channels_last, in_memory, workers)
+
+
+def compiled_graphs():
+    """Graphs Dynamo has compiled in this process so far: a count that grows after the first step is a recompile."""
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
+
+
+class TrainStep:
+    """forward + weighted cross-entropy (compiled in the fast mode), backward, optimizer step.
+
+    What is compiled is this object's `_forward`, not the module: the module keeps its parameter names (a
+    checkpoint has no `_orig_mod.` prefix) and validation runs it uncompiled in eval mode, which leaves the
+    training graph as it is. Shapes are static (the loader drops the last partial batch), so nothing recompiles.
+    The loss and the logits it is taken of are fp32 under autocast: the log-softmax of bf16 logits and a sum of
+    weighted bf16 terms are where reduced precision hurts; the convolutions keep the speed.
+    """
+
+    def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
+        self.device = device
+        self.model, self.criterion, self.optimizer, self.scaler = model, criterion, optimizer, scaler
+        self.ignore_label = ignore_label
+        self.amp_dtype = AMP_DTYPES[mode.amp]
+        self.memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
+        # Inductor lays CPU convolutions out channels-last by itself; bf16 must not be (see choose_mode).
+        options = {"layout_optimization": False} if mode.amp == "bf16" and not mode.channels_last else None
+        self.forward = torch.compile(self._forward, dynamic=False, options=options) if mode.compile else self._forward
+
+    def _forward(self, images, labels):
+        autocast = torch.autocast(images.device.type, dtype=self.amp_dtype) if self.amp_dtype \
+            else contextlib.nullcontext()
+        with autocast:
+            out = self.model(images)
+        aux = None
+        if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
+            out, aux = out
+        out = out.float()  # a no-op in fp32
+        loss = self.criterion(out, labels)
+        if aux is not None:
+            loss = loss + du.unwrap(self.model).aux_loss(aux, labels, self.ignore_label)
+        return loss, out
+
+    def __call__(self, images, labels, lr):
+        """One iteration at learning rate `lr`; returns the (detached) loss and logits."""
+        set_lr(self.optimizer, lr)
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        labels = labels.to(self.device, non_blocking=True)
+        loss, out = self.forward(images, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward() and step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), out.detach()

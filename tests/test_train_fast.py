@@ -1,0 +1,125 @@
+"""The fast CPU training mode (engine/train_step.py): what a run chooses, the data kept in memory, the compiled
+step against eager, and a compiled run's checkpoint in the original's layout."""
+import os
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+import torch
+
+import benchmark
+import cityscapes_train
+from conftest import ROOT, train_argv
+from dataset.datasets import TrainDataset, read_list
+from engine.train_step import CACHE_BUDGET, TrainMode, TrainStep, choose_mode, compiled_graphs
+from model import build_model
+from utils.optim import build_optimizer
+
+CPU = torch.device("cpu")
+
+
+def flags(**given):
+    return Namespace(**{"plain": False, "compile": None, "channels_last": None, "amp": "none", "num_workers": None,
+                        **given})
+
+
+def test_the_cpu_default_is_the_fast_mode_and_plain_is_the_original():
+    assert choose_mode(flags(), CPU, 300 * 2 ** 20) == TrainMode(True, "none", True, True, 1)
+    assert choose_mode(flags(), CPU, CACHE_BUDGET + 1) == TrainMode(True, "none", True, False, min(4, os.cpu_count()))
+    plain = choose_mode(flags(plain=True, amp="bf16", compile=True), CPU, 0)
+    assert plain == TrainMode(False, "none", False, False, min(4, os.cpu_count()))
+    # bf16 trains NCHW unless told otherwise (channels-last bf16 depthwise weight gradients were unreliable).
+    assert choose_mode(flags(compile=False, amp="bf16", num_workers=0), CPU, 0) == TrainMode(False, "bf16", False,
+                                                                                               True, 0)
+    assert choose_mode(flags(), torch.device("cuda", 0), 0) == TrainMode(False, "none", False, False,
+                                                                          min(4, os.cpu_count()))
+    line = choose_mode(flags(), CPU, 0).describe(308.2)
+    assert line == ("training mode: torch.compile on, fp32, channels-last, decoded images in memory (308 MB), "
+                    "1 loader worker")
+
+
+def test_images_kept_in_memory_give_the_samples_read_from_disk(cs):
+    samples = read_list(f"{cs}/cityscapes_train_list.txt", cs, True, "--train_data_list")
+    disk, memory = (TrainDataset(samples, (70.0, 80.0, 75.0), (32, 32), 19, 255, seed=4) for _ in range(2))
+    assert memory.keep_in_memory() == sum(48 * 96 * 4 for _ in samples)
+    for epoch in (0, 3):
+        disk.set_epoch(epoch), memory.set_epoch(epoch)
+        for i in range(len(samples)):
+            (a, la), (b, lb) = disk[i], memory[i]
+            assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_the_train_benchmark_takes_the_recipe_sizes_unless_given(monkeypatch):
+    asked = []
+    monkeypatch.setattr(benchmark.train_bench, "run", asked.append)
+    parser = benchmark.get_args_parser()
+    benchmark.main(parser.parse_args(["--train"]))
+    benchmark.main(parser.parse_args(["--train", "--batch_size", "2", "--input_size", "64,96"]))
+    assert [(b.input_size, b.batch_size, b.classes) for b in asked] == [((360, 360), 8, 11), ((64, 96), 2, 11)]
+
+
+def tiny_step(mode):
+    torch.manual_seed(0)
+    model = build_model("CGNet", 5, M=1, N=1).to(memory_format=torch.channels_last)
+    criterion = torch.nn.CrossEntropyLoss(weight=torch.linspace(0.5, 2, 5), ignore_index=255)
+    return TrainStep(model, criterion, build_optimizer(model, 1e-3), torch.amp.GradScaler("cpu", enabled=False),
+                     mode, 255, CPU)
+
+
+@pytest.mark.slow
+def test_the_compiled_step_gives_eager_losses_and_never_recompiles():
+    g = torch.Generator().manual_seed(1)
+    images, labels = torch.randn(2, 3, 32, 32, generator=g) * 50, torch.randint(0, 5, (2, 32, 32), generator=g)
+    runs = {}
+    for compiled in (False, True):
+        step, losses = tiny_step(TrainMode(compiled, "none", True, False, 0)), []
+        for i in range(4):
+            step.model.train()
+            losses.append(step(images, labels, 1e-3 * (1 - i / 4))[0].item())
+            if i == 0:
+                graphs = compiled_graphs()
+            step.model.eval()  # validation runs the uncompiled module in eval mode between epochs
+            with torch.no_grad():
+                step.model(images)
+        assert compiled_graphs() == graphs  # nothing compiled after the first step
+        runs[compiled] = losses, step.model.state_dict()
+    torch.testing.assert_close(runs[True][0], runs[False][0], rtol=1e-4, atol=1e-5)
+    assert list(runs[True][1]) == list(runs[False][1])  # no `_orig_mod.` in the names
+
+
+@pytest.mark.slow
+def test_a_compiled_run_saves_the_original_layout_and_the_flags_as_given(cs, tmp_path, capsys):
+    argv = train_argv(cs, tmp_path, "--max_epochs", "2", "--val_interval", "1", "--compile", "true")
+    summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(argv))
+    out = capsys.readouterr().out
+    assert "training mode: torch.compile on, fp32, channels-last" in out and "compiled again" not in out
+    ckpt = torch.load(os.path.join(summary["run_dir"], "model_1.pth"), weights_only=True)
+    model = build_model("CGNet", 19, M=1, N=2)
+    assert list(ckpt["model"]) == list(model.state_dict())
+    model.load_state_dict(ckpt["model"])  # the original's loader: strict, the names as released
+    state = torch.load(os.path.join(summary["run_dir"], "checkpoint.pth"), weights_only=True)
+    assert state["args"]["compile"] is True and state["args"]["channels_last"] is None  # not rewritten
+
+
+@pytest.mark.slow
+def test_torchrun_trains_in_the_fast_mode(cs, tmp_path):
+    """DDP over gloo with the compiled step: each process compiles once, rank 0 saves the names as released."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "cityscapes_train.py",
+           *train_argv(cs, tmp_path, "--batch_size", "4", "--max_epochs", "2", "--compile", "true")]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "torch.compile on" in run.stdout and "compiled again" not in run.stdout and "epoch 2/2:" in run.stdout
+    ckpt = torch.load(tmp_path / "ckpt" / "cityscapes" / "CGNet_M1N2bs4cpu_ontrain" / "model_2.pth", weights_only=True)
+    assert list(ckpt["model"]) == list(build_model("CGNet", 19, M=1, N=2).state_dict())
+
+
+@pytest.mark.slow
+def test_the_train_benchmark_times_every_mode_and_writes_its_report(tmp_path, capsys):
+    from engine import train_bench
+    rows = train_bench.run(train_bench.TrainBench(M=1, N=1, classes=11, batch_size=2, input_size=(32, 32), warmup=0,
+                                                  runs=1, report=str(tmp_path / "train")))
+    assert [r["configuration"] for r in rows] == [*train_bench.MODES, *train_bench.DATA_ROWS]
+    assert rows[0]["x eager"] == 1.0 and all(r["median ms"] > 0 for r in rows)
+    assert capsys.readouterr().out.startswith("machine: ")  # the fingerprint first
+    assert "training step" in (tmp_path / "train.md").read_text()
