@@ -97,7 +97,8 @@ class TrainStep:
         return loss, out
 
     def __call__(self, images, labels, lr):
-        """One iteration at learning rate `lr`; returns the (detached) loss and logits."""
+        """One iteration at learning rate `lr`; returns the (detached) loss and logits, and the labels on the
+        device (so the caller's metrics do not copy them there a second time)."""
         set_lr(self.optimizer, lr)
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
@@ -106,4 +107,4 @@ class TrainStep:
         self.scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward() and step()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach(), out.detach()
+        return loss.detach(), out.detach(), labels

@@ -41,13 +41,19 @@ def lists(root):
     return out
 
 
-def test_mmsegmentation_img_dir_and_ann_dir(tmp_path):
-    root = tmp_path / "mmseg"
-    for split, n in (("train", 3), ("val", 2)):
+def laid_out(root, image, mask, counts):
+    """A dataset of `counts` {split: n} pairs at the paths `image` and `mask` ({split} and {i} filled in),
+    prepared; its lists."""
+    for split, n in counts.items():
         for i in range(n):
-            pair(root, f"img_dir/{split}/{split}{i}.jpg", f"ann_dir/{split}/{split}{i}.png", i)
+            pair(root, image.format(split=split, i=i), mask.format(split=split, i=i), i)
     prepare(root)
-    found = lists(root)
+    return lists(root)
+
+
+def test_mmsegmentation_img_dir_and_ann_dir(tmp_path):
+    found = laid_out(tmp_path / "mmseg", "img_dir/{split}/{split}{i}.jpg", "ann_dir/{split}/{split}{i}.png",
+                     {"train": 3, "val": 2})
     assert len(found["train"]) == 3 and len(found["val"]) == 2
     assert found["val"][0] == ("img_dir/val/val0.jpg", "ann_dir/val/val0.png")
 
@@ -66,25 +72,16 @@ def test_unet_membrane_image_and_label_per_split(tmp_path):
 
 
 def test_image_segmentation_keras_prepped_folders(tmp_path):
-    root = tmp_path / "dataset1"
-    for split, n in (("train", 4), ("test", 2)):
-        for i in range(n):
-            pair(root, f"images_prepped_{split}/0001TP_{i:06d}.png", f"annotations_prepped_{split}/0001TP_{i:06d}.png",
-                 i)
-    prepare(root)
-    found = lists(root)
+    found = laid_out(tmp_path / "dataset1", "images_prepped_{split}/0001TP_{i:06d}.png",
+                     "annotations_prepped_{split}/0001TP_{i:06d}.png", {"train": 4, "test": 2})
     assert len(found["train"]) + len(found["val"]) == 4 and len(found["test"]) == 2
     assert found["train"][0][0].startswith("images_prepped_train/") and found["test"][0] == (
         "images_prepped_test/0001TP_000000.png",)
 
 
 def test_ade20k_training_and_validation(tmp_path):
-    root = tmp_path / "ADEChallengeData2016"
-    for split, n in (("training", 3), ("validation", 2)):
-        for i in range(n):
-            pair(root, f"images/{split}/ADE_{split}_{i:08d}.jpg", f"annotations/{split}/ADE_{split}_{i:08d}.png", i)
-    prepare(root)
-    found = lists(root)
+    found = laid_out(tmp_path / "ADEChallengeData2016", "images/{split}/ADE_{split}_{i:08d}.jpg",
+                     "annotations/{split}/ADE_{split}_{i:08d}.png", {"training": 3, "validation": 2})
     assert len(found["train"]) == 3 and len(found["val"]) == 2
 
 
