@@ -35,13 +35,14 @@ class TrainMode:
         return (f"training mode: torch.compile {'on' if self.compile else 'off'}, "
                 f"{'fp32' if self.amp == 'none' else self.amp + ' autocast'}, "
                 f"{'channels-last' if self.channels_last else 'NCHW'}, {data}, "
-                f"{self.workers} loader worker{'s' if self.workers != 1 else ''}")
+                + (f"{self.workers} loader worker{'s' if self.workers != 1 else ''}" if self.workers
+                   else "augmented in the training process (no loader workers)"))
 
 
 def choose_mode(args, device, decoded_bytes):
     """The mode of the flags; None means 'choose': on the CPU compile, channels-last, the data in memory when it
-    fits CACHE_BUDGET, and then one worker (augmenting a cached image takes milliseconds; more workers take
-    cores from the step). `--plain true` is the original's eager fp32 with its loader."""
+    fits CACHE_BUDGET, and then no loader worker (augmenting a cached image takes milliseconds; a worker takes
+    a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md). `--plain true` is the original's eager fp32 with its loader."""
     cpu = device.type == "cpu"
     default_workers = min(4, os.cpu_count() or 1)
     if getattr(args, "plain", False):
@@ -52,7 +53,7 @@ def choose_mode(args, device, decoded_bytes):
     # call of the same batch, at times 1e32 or NaN (torch 2.14, AMD EPYC with avx512_bf16); NCHW's did not.
     channels_last = cpu and args.amp != "bf16" if args.channels_last is None else args.channels_last
     in_memory = cpu and decoded_bytes <= CACHE_BUDGET
-    workers = args.num_workers if args.num_workers is not None else (1 if in_memory else default_workers)
+    workers = args.num_workers if args.num_workers is not None else (0 if in_memory else default_workers)
     return TrainMode(compile_, args.amp, channels_last, in_memory, workers)
 
 

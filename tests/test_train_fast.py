@@ -25,7 +25,7 @@ def flags(**given):
 
 
 def test_the_cpu_default_is_the_fast_mode_and_plain_is_the_original():
-    assert choose_mode(flags(), CPU, 300 * 2 ** 20) == TrainMode(True, "none", True, True, 1)
+    assert choose_mode(flags(), CPU, 300 * 2 ** 20) == TrainMode(True, "none", True, True, 0)
     assert choose_mode(flags(), CPU, CACHE_BUDGET + 1) == TrainMode(True, "none", True, False, min(4, os.cpu_count()))
     plain = choose_mode(flags(plain=True, amp="bf16", compile=True), CPU, 0)
     assert plain == TrainMode(False, "none", False, False, min(4, os.cpu_count()))
@@ -36,7 +36,7 @@ def test_the_cpu_default_is_the_fast_mode_and_plain_is_the_original():
                                                                           min(4, os.cpu_count()))
     line = choose_mode(flags(), CPU, 0).describe(308.2)
     assert line == ("training mode: torch.compile on, fp32, channels-last, decoded images in memory (308 MB), "
-                    "1 loader worker")
+                    "augmented in the training process (no loader workers)")
 
 
 def test_images_kept_in_memory_give_the_samples_read_from_disk(cs):
