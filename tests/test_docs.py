@@ -2,12 +2,14 @@
 and section citations (in the pages and in the code's messages and comments) that reach a heading that exists, and
 no figure written by hand that the next run would change."""
 import glob
+import json
 import os
 import re
 
 import pytest
 
 from conftest import ROOT, documented_pages
+from dataset.palettes import CAMVID_CLASSES
 from tools import speed_page
 from utils.report import add_section, anchor, page
 
@@ -95,3 +97,21 @@ def test_a_new_kind_of_report_appears_on_the_speed_page(tmp_path):
     assert "### training: cityscapes_train.py at 680x680\n\n`python benchmark.py --train --report" in text
     assert "| configuration | iteration ms | images/s | peak MB |" in text
     assert "| fp32 | 80.25 | 199.40 |  |" in text and "| bf16 | 41.00 | 390.20 | 5120 |" in text
+
+
+SCRATCH = "docs/runs/camvid-scratch"  # the real from-scratch run: its transcript, log, curve and test metrics
+
+
+def test_the_readmes_from_scratch_row_is_what_the_run_measured():
+    """The README's row of the from-scratch run on real CamVid: its per-class IoU are camvid_test.py's metrics file,
+    its epochs and minutes those of the run's report (tools/run_report.py over the run's transcript)."""
+    row = next(line for line in read("README.md").splitlines() if line.startswith("| this code, from scratch"))
+    cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
+    metrics = json.loads(read(f"{SCRATCH}/test.json"))
+    assert cells[1:] == [f"{100 * metrics['IoU'][c]:.2f}" for c in CAMVID_CLASSES] + [f"{100 * metrics['mIoU']:.2f}"]
+    sections = json.loads(read("docs/speed/train-idle-2core-epyc-avx512bf16.json"))["sections"]
+    run = next(r for s in sections.values() for r in s["rows"] if r.get("test mIoU %") is not None)
+    assert run["test mIoU %"] == pytest.approx(100 * metrics["mIoU"])
+    epochs, minutes = map(int, re.search(r"(\d+) epochs, (\d+) min", cells[0]).groups())
+    assert (epochs, minutes) == (run["epochs"], round(run["minutes, all epochs"]))
+    assert len(read(f"{SCRATCH}/log.txt").splitlines()) == epochs + 2  # "Parameters", the header, one row an epoch

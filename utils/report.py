@@ -113,10 +113,10 @@ def page(folder, link=""):
     lines = ["# Speed", "",
              f"Generated from the reports in [`{link or folder}/`]({link or folder}/) by `python tools/speed_page.py`: "
              "do not edit it by hand. Each report was written on one machine by a script's `--report FILE` "
-             "(`benchmark.py`, `tools/bench_segment.py`); it names the machine (CPU model, the instruction sets that "
-             "choose the kernels, threads, load average) and the library versions, and above each table the command "
-             "that made it. Compare the rows of one table only. How to measure, and what each mode is: "
-             "[deploy.md](deploy.md#measure-the-speed).", "", "## Contents", ""]
+             "(`benchmark.py`, `tools/bench_segment.py`, `tools/run_report.py` for training runs); it names the "
+             "machine (CPU model, the instruction sets that choose the kernels, threads, load average) and the library "
+             "versions, and above each table the command that made it. Compare the rows of one table only. How to "
+             "measure, and what each mode is: [deploy.md](deploy.md#measure-the-speed).", "", "## Contents", ""]
     lines += [f"- [{name}](#{anchor(name)})" for name in names]
     for name in names:
         with open(os.path.join(folder, name + ".json")) as f:
