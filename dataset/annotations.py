@@ -24,7 +24,6 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from dataset import coco, labelme
 from dataset.coco import coco_mask
 from dataset.classes_file import BACKGROUND_NAMES
-from utils.files import atomic_write, save_json
+from utils.files import save_json, save_text
 
 EPSILON = 0.5     # px: a staircase edge becomes one line, and no pixel centre moves across it by more than half
 FORMATS = ("labelme", "coco")
@@ -232,10 +231,10 @@ class Annotations:
                 self.pending.append((name, label))
 
     def close(self):
-        write_text(os.path.join(self.stage, CLASSES_FILE), self.names)
+        write_lines(os.path.join(self.stage, CLASSES_FILE), self.names)
         if self.coco is None:  # labelme2voc's labels.txt: it requires _background_ second, as class 0
             background = background_of(self.names)
-            write_text(os.path.join(self.stage, LABELS_FILE), ["__ignore__", "_background_"] +
+            write_lines(os.path.join(self.stage, LABELS_FILE), ["__ignore__", "_background_"] +
                        [n for i, n in enumerate(self.names) if i != background])
             return
         for name, label in sorted(self.pending, key=lambda p: p[0]):
@@ -243,9 +242,8 @@ class Annotations:
         save_json(os.path.join(self.stage, COCO_FILE), self.coco.document(), indent=None)
 
 
-def write_text(path, lines):
-    text = "".join(f"{line}\n" for line in lines)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+def write_lines(path, lines):
+    save_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def link_or_copy(src, dst):

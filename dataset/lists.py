@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from utils.errors import UserError
-from utils.files import atomic_write
+from utils.files import save_text
 from utils.log import notice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def write_lists(data_dir, prefix, chosen):
         text = list_text(rows)
         if path.is_file() and path.read_text() == text:
             continue
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        save_text(path, text)
         print(f"wrote {path}")
 
 

@@ -23,7 +23,7 @@ from dataset.inform import get_inform
 from dataset.palettes import default_palette
 from utils.log import log, notice
 from utils.errors import UserError
-from utils.files import atomic_write, check_writable_dir, save_json, save_png, staged_folder
+from utils.files import check_writable_dir, save_json, save_png, save_text, staged_folder
 from utils.progress import iterate, plural
 
 FORMATS = ("auto", "coco", "masks", "labelme")
@@ -305,7 +305,7 @@ def crop_size(sizes):
 
 def write_list(path, rows):
     text = "".join(" ".join(row) + "\n" for row in rows)
-    atomic_write(str(path), lambda tmp: Path(tmp).write_text(text))
+    save_text(path, text)
 
 
 def prepare(data_dir, classes=None, val_fraction=0.2, name=None, fmt="auto", coco_file=None, mask_suffix=None,

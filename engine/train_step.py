@@ -42,7 +42,8 @@ class TrainMode:
 def choose_mode(args, device, decoded_bytes):
     """The mode of the flags; None means 'choose': on the CPU compile, channels-last, the data in memory when it
     fits CACHE_BUDGET, and then no loader worker (augmenting a cached image takes milliseconds; a worker takes
-    a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md). `--plain true` is the original's eager fp32 with its loader."""
+    a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md). `--plain true` is
+    the original's eager fp32 with its loader."""
     cpu = device.type == "cpu"
     default_workers = min(4, os.cpu_count() or 1)
     if getattr(args, "plain", False):

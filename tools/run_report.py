@@ -29,7 +29,7 @@ EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): loss .*, ([0-9.]+) s(?:;|$)", re.M
 def labelled(text, flag):
     label, sep, path = text.partition("=")
     if not sep or not label or not path:
-        raise UserError(f"{flag} {text!r} is not LABEL=FILE; write e.g. {flag} default=train.txt.")
+        raise UserError(f"{flag} {text!r} is not LABEL=FILE (e.g. default=train.txt).")
     return label, Path(path)
 
 
@@ -66,7 +66,7 @@ def get_args_parser():
 
 
 def rows_of(args):
-    runs = dict(labelled(r, "a run") for r in args.runs)
+    runs = dict(labelled(r, "the run") for r in args.runs)
     metrics = dict(labelled(m, "--metrics") for m in args.metrics)
     for flag, labels in (("--metrics", metrics), ("--baseline", [args.baseline] if args.baseline else [])):
         for label in labels:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file (python tools/x.py): the project's packages are importable
 
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.files import atomic_write  # noqa: E402
+from utils.files import save_text  # noqa: E402
 from utils.report import page  # noqa: E402
 
 
@@ -30,11 +30,7 @@ def main(args):
     if not args.reports.is_dir():
         raise UserError(f"--reports {args.reports} is not a directory; give the folder of the speed reports.")
     text = page(str(args.reports), os.path.relpath(args.reports, args.out.resolve().parent))
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(str(args.out), write)
+    save_text(args.out, text)
     print(f"wrote {args.out} from the reports in {args.reports}")
 
 

@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -213,6 +214,11 @@ def save_png(path, array, palette=None):
     if palette is not None:  # putpalette turns the L image into a P image with the same indices
         image.putpalette(palette_array(palette).tolist())
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_text(path, text):
+    """A text file, written atomically (utf-8)."""
+    atomic_write(str(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def save_json(path, obj, indent=2):

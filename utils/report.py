@@ -16,7 +16,7 @@ import sys
 from importlib import metadata
 
 from utils.device import cpu_info
-from utils.files import atomic_write, save_json
+from utils.files import save_json, save_text
 
 # The CPU flags that choose a kernel in torch / OpenVINO: AVX2, AVX-512, VNNI (int8 dot products), native bf16.
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
@@ -78,12 +78,7 @@ def add_section(path, name, rows, cmd=None, note=""):
     report["machine"] = machine()
     report["sections"][name] = {"command": cmd or command(), "note": note, "rows": rows}
     save_json(path, report)
-    text = markdown(report)
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(md, write)
+    save_text(md, markdown(report))
     return report
 
 
