@@ -80,12 +80,12 @@ def train_one_epoch(step, loader, epoch, schedule, classes, ignore_label):
     shown, lr = 0, schedule.lr
     for i, (images, labels) in enumerate(loader):
         lr = schedule.lr_at(epoch, i)
-        loss, out, labels = step(images, labels, lr)
+        loss, preds, labels = step(images, labels, lr)
         with torch.no_grad():
             loss = loss.float()
             first_bad = torch.minimum(first_bad, torch.where(torch.isfinite(loss), NEVER, i))
             loss_sum += loss
-            conf.update(out.argmax(1), labels)
+            conf.update(preds, labels)
         if (i + 1) % 10 == 0 or i + 1 == len(loader):
             check_finite(first_bad, epoch)
             if progress is not None:  # the epoch's ETA; the run's is in the line logged after each epoch

@@ -65,13 +65,15 @@ def compiled_graphs():
 
 
 class TrainStep:
-    """forward + weighted cross-entropy (compiled in the fast mode), backward, optimizer step.
+    """forward + weighted cross-entropy + the predicted classes (compiled in the fast mode), backward, optimizer step.
 
     What is compiled is this object's `_forward`, not the module: the module keeps its parameter names (a
     checkpoint has no `_orig_mod.` prefix) and validation runs it uncompiled in eval mode, which leaves the
     training graph as it is. Shapes are static (the loader drops the last partial batch), so nothing recompiles.
     The loss and the logits it is taken of are fp32 under autocast: the log-softmax of bf16 logits and a sum of
     weighted bf16 terms are where reduced precision hurts; the convolutions keep the speed.
+    The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the logits'
+    upsampling: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
     """
 
     def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
@@ -96,17 +98,17 @@ class TrainStep:
         loss = self.criterion(out, labels)
         if aux is not None:
             loss = loss + du.unwrap(self.model).aux_loss(aux, labels, self.ignore_label)
-        return loss, out
+        return loss, out.detach().argmax(1)
 
     def __call__(self, images, labels, lr):
-        """One iteration at learning rate `lr`; returns the (detached) loss and logits, and the labels on the
-        device (so the caller's metrics do not copy them there a second time)."""
+        """One iteration at learning rate `lr`; returns the (detached) loss, the predicted class of each pixel,
+        and the labels on the device (so the caller's metrics do not copy them there a second time)."""
         set_lr(self.optimizer, lr)
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
-        loss, out = self.forward(images, labels)
+        loss, preds = self.forward(images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward() and step()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach(), out.detach(), labels
+        return loss.detach(), preds, labels

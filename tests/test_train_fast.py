@@ -5,13 +5,15 @@ import subprocess
 import sys
 from argparse import Namespace
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 import benchmark
 import cityscapes_train
 from conftest import ROOT, train_argv
-from dataset.datasets import TrainDataset, read_list
+from dataset.datasets import TrainDataset, normalize, read_list
 from engine.train_step import CACHE_BUDGET, TrainMode, TrainStep, choose_mode, compiled_graphs
 from model import build_model
 from utils.optim import build_optimizer
@@ -50,6 +52,40 @@ def test_images_kept_in_memory_give_the_samples_read_from_disk(cs):
             assert torch.equal(a, b) and torch.equal(la, lb)
 
 
+def the_originals_sample(dataset, index):
+    """TrainDataset's sample as the original computes it: normalize the scaled image, pad it bottom/right up to
+    the crop, then crop at a random offset of the padded image."""
+    image, label = dataset.decoded[index]
+    rng = np.random.default_rng([dataset.seed, dataset.epoch, index])
+    f = 0.5 + rng.integers(0, 16) / 10.0
+    image = normalize(cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR), dataset.mean)
+    label = cv2.resize(label, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+    pad = ((0, max(dataset.crop_h - label.shape[0], 0)), (0, max(dataset.crop_w - label.shape[1], 0)))
+    image, label = np.pad(image, (*pad, (0, 0))), np.pad(label, pad, constant_values=dataset.ignore_label)
+    h, w = rng.integers(0, label.shape[0] - dataset.crop_h + 1), rng.integers(0, label.shape[1] - dataset.crop_w + 1)
+    image, label = image[h:h + dataset.crop_h, w:w + dataset.crop_w], label[h:h + dataset.crop_h, w:w + dataset.crop_w]
+    if rng.integers(0, 2):
+        image, label = image[:, ::-1], label[:, ::-1]
+    return torch.from_numpy(image.transpose(2, 0, 1).copy()), torch.from_numpy(label.copy()).long()
+
+
+@pytest.mark.parametrize("crop", [(32, 32), (40, 72)])
+def test_a_training_sample_is_the_originals_pad_then_crop(cs, crop):
+    """Cropping before normalizing (only the crop's pixels are converted) must give the original's samples,
+    padding included: the 48x96 images scaled by 0.5..2.0 are at times smaller than the crop."""
+    samples = read_list(f"{cs}/cityscapes_train_list.txt", cs, True, "--train_data_list")
+    dataset = TrainDataset(samples, (70.0, 80.0, 75.0), crop, 19, 255, seed=2)
+    dataset.keep_in_memory()
+    padded = 0
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        for i in range(len(samples)):
+            (image, label), (want_image, want_label) = dataset[i], the_originals_sample(dataset, i)
+            assert torch.equal(image, want_image) and torch.equal(label, want_label)
+            padded += bool((label == 255).all(1).any() or (label == 255).all(0).any())
+    assert padded  # the padding path was taken
+
+
 def test_the_train_benchmark_takes_the_recipe_sizes_unless_given(monkeypatch):
     asked = []
     monkeypatch.setattr(benchmark.train_bench, "run", asked.append)
@@ -73,18 +109,21 @@ def test_the_compiled_step_gives_eager_losses_and_never_recompiles():
     images, labels = torch.randn(2, 3, 32, 32, generator=g) * 50, torch.randint(0, 5, (2, 32, 32), generator=g)
     runs = {}
     for compiled in (False, True):
-        step, losses = tiny_step(TrainMode(compiled, "none", True, False, 0)), []
+        step, losses, preds = tiny_step(TrainMode(compiled, "none", True, False, 0)), [], []
         for i in range(4):
             step.model.train()
-            losses.append(step(images, labels, 1e-3 * (1 - i / 4))[0].item())
+            loss, pred, _ = step(images, labels, 1e-3 * (1 - i / 4))
+            losses.append(loss.item()), preds.append(pred)
             if i == 0:
                 graphs = compiled_graphs()
             step.model.eval()  # validation runs the uncompiled module in eval mode between epochs
             with torch.no_grad():
                 step.model(images)
         assert compiled_graphs() == graphs  # nothing compiled after the first step
-        runs[compiled] = losses, step.model.state_dict()
+        runs[compiled] = losses, step.model.state_dict(), torch.stack(preds)
     torch.testing.assert_close(runs[True][0], runs[False][0], rtol=1e-4, atol=1e-5)
+    # The classes the training mIoU counts (the argmax is inside the compiled graph): the same up to near-ties.
+    assert runs[True][2].shape == (4, 2, 32, 32) and (runs[True][2] == runs[False][2]).float().mean() > 0.999
     assert list(runs[True][1]) == list(runs[False][1])  # no `_orig_mod.` in the names
 
 
