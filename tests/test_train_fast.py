@@ -16,6 +16,7 @@ from conftest import ROOT, train_argv
 from dataset.datasets import TrainDataset, normalize, read_list
 from engine.train_step import CACHE_BUDGET, TrainMode, TrainStep, choose_mode, compiled_graphs
 from model import build_model
+from tools import run_report
 from utils.optim import build_optimizer
 
 CPU = torch.device("cpu")
@@ -133,6 +134,8 @@ def test_a_compiled_run_saves_the_original_layout_and_the_flags_as_given(cs, tmp
     summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(argv))
     out = capsys.readouterr().out
     assert "training mode: torch.compile on, fp32, channels-last" in out and "compiled again" not in out
+    # tools/run_report.py reads the epoch times of the pages from exactly these lines.
+    assert [e for e, _, _ in run_report.EPOCH_LINE.findall(out)] == ["1", "2"]
     ckpt = torch.load(os.path.join(summary["run_dir"], "model_1.pth"), weights_only=True)
     model = build_model("CGNet", 19, M=1, N=2)
     assert list(ckpt["model"]) == list(model.state_dict())
