@@ -23,7 +23,7 @@ from engine.train_step import TrainStep, choose_mode, compiled_graphs
 from model import count_parameters
 from utils import dist as du
 from utils.checkpoint import read_checkpoint, save_checkpoint
-from utils.device import amp_notice, select_device, use_device
+from utils.device import amp_notice, keep_cpu_memory, select_device, use_device
 from utils.log import log, notice, rank as process_rank  # `rank`: the local name of a process's rank below
 from utils.errors import UserError
 from utils.files import atomic_write, check_writable_dir, remove_stale
@@ -290,6 +290,8 @@ def _train(args, spec, device, rank, world, samples, inform):
         check_earlier_run(args, run_dir)
     train_samples, val_samples = samples
     mode = choose_mode(args, device, decoded_bytes(train_samples))
+    if mode.keep_memory:
+        keep_cpu_memory()  # before the dataset is decoded into memory
     if amp_notice(device, mode.amp):
         log(amp_notice(device, mode.amp))
     sync_bn = args.sync_bn and world > 1 and device.type == "cuda"

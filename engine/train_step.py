@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from utils import dist as du
 from utils.optim import set_lr
@@ -27,6 +29,7 @@ class TrainMode:
     channels_last: bool
     in_memory: bool
     workers: int
+    keep_memory: bool = False  # glibc keeps freed memory (utils.device.keep_cpu_memory)
 
     def describe(self, cached_mb=None):
         """The one line a run prints about how it computes."""
@@ -36,14 +39,17 @@ class TrainMode:
                 f"{'fp32' if self.amp == 'none' else self.amp + ' autocast'}, "
                 f"{'channels-last' if self.channels_last else 'NCHW'}, {data}, "
                 + (f"{self.workers} loader worker{'s' if self.workers != 1 else ''}" if self.workers
-                   else "augmented in the training process (no loader workers)"))
+                   else "augmented in the training process (no loader workers)")
+                + (", freed memory kept for reuse" if self.keep_memory else ""))
 
 
 def choose_mode(args, device, decoded_bytes):
     """The mode of the flags; None means 'choose': on the CPU compile, channels-last, the data in memory when it
     fits CACHE_BUDGET, and then no loader worker (augmenting a cached image takes milliseconds; a worker takes
-    a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md). `--plain true` is
-    the original's eager fp32 with its loader."""
+    a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md), and freed memory
+    kept: glibc hands blocks over 32 MB (a batch's largest activations and gradients) back to the kernel when they
+    are freed, and their pages fault anew on every step (epochs ~5-10 % longer on real CamVid, 2-core AMD
+    EPYC). `--plain true` is the original's eager fp32 with its loader and allocator."""
     cpu = device.type == "cpu"
     default_workers = min(4, os.cpu_count() or 1)
     if getattr(args, "plain", False):
@@ -55,13 +61,67 @@ def choose_mode(args, device, decoded_bytes):
     channels_last = cpu and args.amp != "bf16" if args.channels_last is None else args.channels_last
     in_memory = cpu and decoded_bytes <= CACHE_BUDGET
     workers = args.num_workers if args.num_workers is not None else (0 if in_memory else default_workers)
-    return TrainMode(compile_, args.amp, channels_last, in_memory, workers)
+    return TrainMode(compile_, args.amp, channels_last, in_memory, workers, keep_memory=cpu)
 
 
 def compiled_graphs():
     """Graphs Dynamo has compiled in this process so far: a count that grows after the first step is a recompile."""
     from torch._dynamo.utils import counters
     return counters["stats"]["unique_graphs"]
+
+
+# Inductor rewrites bilinear upsampling as gathers, whose backward becomes one serial scatter-add: on CGNet's logits
+# (8x11x45x45 to 360x360) that kernel took 123 ms of a 890 ms compiled step (2-core AMD EPYC). Inside the compiled
+# step the upsampling is an opaque op that runs ATen's own kernels forward and backward (17 + 16 ms there).
+# Inductor's caches know these ops by name, not by their Python code: renamed whenever that code changes.
+@torch.library.custom_op("cgnet::upsample_bilinear", mutates_args=())
+def upsample_bilinear(x: torch.Tensor, size: list[int], align_corners: bool) -> torch.Tensor:
+    return torch.ops.aten.upsample_bilinear2d(x, size, align_corners)
+
+
+def _layout(t):
+    """The memory format ATen's upsampling kernels give their output: that of their input (suggest_memory_format)."""
+    return torch.channels_last if not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+
+
+@upsample_bilinear.register_fake
+def _(x, size, align_corners):
+    return torch.empty((*x.shape[:2], *size), dtype=x.dtype, device=x.device, memory_format=_layout(x))
+
+
+@torch.library.custom_op("cgnet::upsample_bilinear_backward", mutates_args=())
+def upsample_bilinear_backward(grad: torch.Tensor, input_size: list[int], align_corners: bool) -> torch.Tensor:
+    return torch.ops.aten.upsample_bilinear2d_backward(grad, grad.shape[2:], input_size, align_corners)
+
+
+@upsample_bilinear_backward.register_fake
+def _(grad, input_size, align_corners):
+    return torch.empty(input_size, dtype=grad.dtype, device=grad.device, memory_format=_layout(grad))
+
+
+def _setup(ctx, inputs, output):
+    ctx.input_size, ctx.align_corners = list(inputs[0].shape), inputs[2]
+
+
+upsample_bilinear.register_autograd(
+    lambda ctx, grad: (upsample_bilinear_backward(grad, ctx.input_size, ctx.align_corners), None, None),
+    setup_context=_setup)
+
+
+def _interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
+                 antialias=False):
+    if mode == "bilinear" and size is not None and not antialias and input.dim() == 4:
+        size = [size, size] if isinstance(size, int) else [int(s) for s in size]
+        return upsample_bilinear(input, size, bool(align_corners))
+    return F.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)
+
+
+class UpsampleByATen(TorchFunctionMode):
+    """F.interpolate(mode="bilinear", size=...) of 4-D inputs as upsample_bilinear; every other call as it is."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return (_interpolate if func is F.interpolate else func)(*args, **(kwargs or {}))
 
 
 class TrainStep:
@@ -74,6 +134,7 @@ class TrainStep:
     weighted bf16 terms are where reduced precision hurts; the convolutions keep the speed.
     The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the logits'
     upsampling: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
+    Compiled, the bilinear upsampling runs on ATen's kernels (UpsampleByATen); eagerly it does anyway.
     """
 
     def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
@@ -84,12 +145,13 @@ class TrainStep:
         self.memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
         # Inductor lays CPU convolutions out channels-last by itself; bf16 must not be (see choose_mode).
         options = {"layout_optimization": False} if mode.amp == "bf16" and not mode.channels_last else None
+        self.compiled = mode.compile
         self.forward = torch.compile(self._forward, dynamic=False, options=options) if mode.compile else self._forward
 
     def _forward(self, images, labels):
         autocast = torch.autocast(images.device.type, dtype=self.amp_dtype) if self.amp_dtype \
             else contextlib.nullcontext()
-        with autocast:
+        with autocast, UpsampleByATen() if self.compiled else contextlib.nullcontext():
             out = self.model(images)
         aux = None
         if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training

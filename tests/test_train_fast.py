@@ -1,5 +1,6 @@
 """The fast CPU training mode (engine/train_step.py): what a run chooses, the data kept in memory, the compiled
 step against eager, and a compiled run's checkpoint in the original's layout."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,9 +13,10 @@ import torch
 
 import benchmark
 import cityscapes_train
+import engine.train
 from conftest import ROOT, train_argv
 from dataset.datasets import TrainDataset, normalize, read_list
-from engine.train_step import CACHE_BUDGET, TrainMode, TrainStep, choose_mode, compiled_graphs
+from engine.train_step import CACHE_BUDGET, TrainMode, TrainStep, UpsampleByATen, choose_mode, compiled_graphs
 from model import build_model
 from tools import run_report
 from utils.optim import build_optimizer
@@ -28,18 +30,19 @@ def flags(**given):
 
 
 def test_the_cpu_default_is_the_fast_mode_and_plain_is_the_original():
-    assert choose_mode(flags(), CPU, 300 * 2 ** 20) == TrainMode(True, "none", True, True, 0)
-    assert choose_mode(flags(), CPU, CACHE_BUDGET + 1) == TrainMode(True, "none", True, False, min(4, os.cpu_count()))
+    assert choose_mode(flags(), CPU, 300 * 2 ** 20) == TrainMode(True, "none", True, True, 0, True)
+    assert choose_mode(flags(), CPU, CACHE_BUDGET + 1) == TrainMode(True, "none", True, False, min(4, os.cpu_count()),
+                                                                   True)
     plain = choose_mode(flags(plain=True, amp="bf16", compile=True), CPU, 0)
     assert plain == TrainMode(False, "none", False, False, min(4, os.cpu_count()))
     # bf16 trains NCHW unless told otherwise (channels-last bf16 depthwise weight gradients were unreliable).
     assert choose_mode(flags(compile=False, amp="bf16", num_workers=0), CPU, 0) == TrainMode(False, "bf16", False,
-                                                                                               True, 0)
+                                                                                               True, 0, True)
     assert choose_mode(flags(), torch.device("cuda", 0), 0) == TrainMode(False, "none", False, False,
                                                                           min(4, os.cpu_count()))
     line = choose_mode(flags(), CPU, 0).describe(308.2)
     assert line == ("training mode: torch.compile on, fp32, channels-last, decoded images in memory (308 MB), "
-                    "augmented in the training process (no loader workers)")
+                    "augmented in the training process (no loader workers), freed memory kept for reuse")
 
 
 def test_images_kept_in_memory_give_the_samples_read_from_disk(cs):
@@ -96,6 +99,26 @@ def test_the_train_benchmark_takes_the_recipe_sizes_unless_given(monkeypatch):
     assert [(b.input_size, b.batch_size, b.classes) for b in asked] == [((360, 360), 8, 11), ((64, 96), 2, 11)]
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_the_compiled_steps_bilinear_upsampling_is_f_interpolates(channels_last, align_corners):
+    """UpsampleByATen, which the compiled step runs the model under: the same values, gradient and layout."""
+    x = torch.randn(2, 5, 6, 7, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    outs = []
+    for mode in (contextlib.nullcontext(), UpsampleByATen()):
+        leaf = x.clone().requires_grad_()
+        with mode:
+            y = torch.nn.functional.interpolate(leaf, (24, 21), mode="bilinear", align_corners=align_corners)
+            nearest = torch.nn.functional.interpolate(leaf, scale_factor=2)  # any other call is passed on
+        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
+        outs.append((y.detach(), y.stride(), leaf.grad, leaf.grad.stride(), nearest.detach()))
+    (y0, s0, g0, gs0, n0), (y1, s1, g1, gs1, n1) = outs
+    torch.testing.assert_close(y1, y0), torch.testing.assert_close(g1, g0), torch.testing.assert_close(n1, n0)
+    assert (s1, gs1) == (s0, gs0)
+
+
 def tiny_step(mode):
     torch.manual_seed(0)
     model = build_model("CGNet", 5, M=1, N=1).to(memory_format=torch.channels_last)
@@ -126,14 +149,19 @@ def test_the_compiled_step_gives_eager_losses_and_never_recompiles():
     # The classes the training mIoU counts (the argmax is inside the compiled graph): the same up to near-ties.
     assert runs[True][2].shape == (4, 2, 32, 32) and (runs[True][2] == runs[False][2]).float().mean() > 0.999
     assert list(runs[True][1]) == list(runs[False][1])  # no `_orig_mod.` in the names
+    # The gradients (the upsampling's backward among them, see UpsampleByATen) moved the weights alike.
+    torch.testing.assert_close(runs[True][1], runs[False][1], rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.slow
-def test_a_compiled_run_saves_the_original_layout_and_the_flags_as_given(cs, tmp_path, capsys):
+def test_a_compiled_run_saves_the_original_layout_and_the_flags_as_given(cs, tmp_path, capsys, monkeypatch):
+    kept = []  # the allocator setting is process-wide: recorded here, not applied to the test process
+    monkeypatch.setattr(engine.train, "keep_cpu_memory", lambda: kept.append(True))
     argv = train_argv(cs, tmp_path, "--max_epochs", "2", "--val_interval", "1", "--compile", "true")
     summary = cityscapes_train.main(cityscapes_train.get_args_parser().parse_args(argv))
     out = capsys.readouterr().out
     assert "training mode: torch.compile on, fp32, channels-last" in out and "compiled again" not in out
+    assert kept == [True] and "freed memory kept for reuse" in out
     # tools/run_report.py reads the epoch times of the pages from exactly these lines.
     assert [e for e, _, _ in run_report.EPOCH_LINE.findall(out)] == ["1", "2"]
     ckpt = torch.load(os.path.join(summary["run_dir"], "model_1.pth"), weights_only=True)
