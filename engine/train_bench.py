@@ -121,8 +121,8 @@ def run(bench, device=torch.device("cpu")):
     if bench.threads:
         torch.set_num_threads(bench.threads)
     use_device(device)  # as training: subnormals flushed, before any thread starts
-    # Training repeats one step, whose memory glibc hands back and reuses; steps of five modes in turn would make it
-    # map fresh pages (page faults) that training does not pay, so freed memory is kept.
+    # Freed memory kept, as the fast training mode keeps it, for every row: the rows compare the computation, and
+    # steps of five modes in turn would otherwise map fresh pages (page faults) on each round.
     keep_cpu_memory()
     info = machine_info(device)
     name, flags = cpu()

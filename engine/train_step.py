@@ -2,8 +2,8 @@
 loader workers) and the step itself (forward, weighted cross-entropy, backward, optimizer step).
 
 On the CPU the default is the fast mode: the forward and the loss compiled once per process (Inductor fuses the
-PReLU backward, the largest row of eager's profile), channels-last, the decoded images kept in memory and one
-loader worker. `--plain true` is the original's eager fp32. bf16 autocast stays opt-in (`--amp bf16`, NCHW): it
+PReLU backward, the largest row of eager's profile), channels-last, the decoded images kept in memory and
+augmented in the training process, freed memory kept for reuse. `--plain true` is the original's eager fp32. bf16 autocast stays opt-in (`--amp bf16`, NCHW): it
 is native on avx512_bf16/AMX CPUs, but it has not been shown to learn as fp32 does over a whole run.
 """
 import contextlib
