@@ -3,8 +3,9 @@ loader workers) and the step itself (forward, weighted cross-entropy, backward, 
 
 On the CPU the default is the fast mode: the forward and the loss compiled once per process (Inductor fuses the
 PReLU backward, the largest row of eager's profile), channels-last, the decoded images kept in memory and
-augmented in the training process, freed memory kept for reuse. `--plain true` is the original's eager fp32. bf16 autocast stays opt-in (`--amp bf16`, NCHW): it
-is native on avx512_bf16/AMX CPUs, but it has not been shown to learn as fp32 does over a whole run.
+augmented in the training process, freed memory kept for reuse. `--plain true` is the original's eager fp32.
+bf16 autocast stays opt-in (`--amp bf16`, NCHW): it is native on avx512_bf16/AMX CPUs, but it has not been shown
+to learn as fp32 does over a whole run.
 """
 import contextlib
 import os
@@ -48,7 +49,7 @@ def choose_mode(args, device, decoded_bytes):
     fits CACHE_BUDGET, and then no loader worker (augmenting a cached image takes milliseconds; a worker takes
     a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md), and freed memory
     kept: glibc hands blocks over 32 MB (a batch's largest activations and gradients) back to the kernel when they
-    are freed, and their pages fault anew on every step (epochs ~5-10 % longer on real CamVid, 2-core AMD
+    are freed, and their pages fault anew on every step (epochs 4-10 % longer on real CamVid, 2-core AMD
     EPYC). `--plain true` is the original's eager fp32 with its loader and allocator."""
     cpu = device.type == "cpu"
     default_workers = min(4, os.cpu_count() or 1)
@@ -132,9 +133,9 @@ class TrainStep:
     training graph as it is. Shapes are static (the loader drops the last partial batch), so nothing recompiles.
     The loss and the logits it is taken of are fp32 under autocast: the log-softmax of bf16 logits and a sum of
     weighted bf16 terms are where reduced precision hurts; the convolutions keep the speed.
-    The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the logits'
-    upsampling: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
-    Compiled, the bilinear upsampling runs on ATen's kernels (UpsampleByATen); eagerly it does anyway.
+    The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the loss's
+    log-softmax: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
+    Compiled, the bilinear upsampling runs on ATen's kernels (UpsampleByATen; not under DDP); eagerly it does anyway.
     """
 
     def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
@@ -145,13 +146,15 @@ class TrainStep:
         self.memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
         # Inductor lays CPU convolutions out channels-last by itself; bf16 must not be (see choose_mode).
         options = {"layout_optimization": False} if mode.amp == "bf16" and not mode.channels_last else None
-        self.compiled = mode.compile
+        # Not under DDP: Dynamo runs DDP's own forward eagerly and compiles the module inside it as a frame of its
+        # own, so the mode would meet DDP's torch calls outside any graph and Dynamo would try to compile each.
+        self.upsample_by_aten = mode.compile and not isinstance(model, torch.nn.parallel.DistributedDataParallel)
         self.forward = torch.compile(self._forward, dynamic=False, options=options) if mode.compile else self._forward
 
     def _forward(self, images, labels):
         autocast = torch.autocast(images.device.type, dtype=self.amp_dtype) if self.amp_dtype \
             else contextlib.nullcontext()
-        with autocast, UpsampleByATen() if self.compiled else contextlib.nullcontext():
+        with autocast, UpsampleByATen() if self.upsample_by_aten else contextlib.nullcontext():
             out = self.model(images)
         aux = None
         if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
