@@ -125,6 +125,13 @@ class UpsampleByATen(TorchFunctionMode):
         return (_interpolate if func is F.interpolate else func)(*args, **(kwargs or {}))
 
 
+# Traced inside a compiled frame, the handler is inlined. Where Dynamo runs code eagerly with the mode on (DDP's own
+# forward, around the module it compiles as a frame of its own) each torch call enters the handler, which Dynamo
+# would otherwise take as a new frame to compile, again for every call until its recompile limit.
+# (torch.compiler.disable would instead break the graph at every call.)
+torch._dynamo.eval_frame.skip_code(UpsampleByATen.__torch_function__.__code__)
+
+
 class TrainStep:
     """forward + weighted cross-entropy + the predicted classes (compiled in the fast mode), backward, optimizer step.
 
@@ -135,7 +142,7 @@ class TrainStep:
     weighted bf16 terms are where reduced precision hurts; the convolutions keep the speed.
     The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the loss's
     log-softmax: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
-    Compiled, the bilinear upsampling runs on ATen's kernels (UpsampleByATen; not under DDP); eagerly it does anyway.
+    Compiled, the bilinear upsampling runs on ATen's kernels (UpsampleByATen); eagerly it does anyway.
     """
 
     def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
@@ -146,15 +153,13 @@ class TrainStep:
         self.memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
         # Inductor lays CPU convolutions out channels-last by itself; bf16 must not be (see choose_mode).
         options = {"layout_optimization": False} if mode.amp == "bf16" and not mode.channels_last else None
-        # Not under DDP: Dynamo runs DDP's own forward eagerly and compiles the module inside it as a frame of its
-        # own, so the mode would meet DDP's torch calls outside any graph and Dynamo would try to compile each.
-        self.upsample_by_aten = mode.compile and not isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        self.compiled = mode.compile
         self.forward = torch.compile(self._forward, dynamic=False, options=options) if mode.compile else self._forward
 
     def _forward(self, images, labels):
         autocast = torch.autocast(images.device.type, dtype=self.amp_dtype) if self.amp_dtype \
             else contextlib.nullcontext()
-        with autocast, UpsampleByATen() if self.upsample_by_aten else contextlib.nullcontext():
+        with autocast, UpsampleByATen() if self.compiled else contextlib.nullcontext():
             out = self.model(images)
         aux = None
         if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
