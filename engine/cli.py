@@ -77,12 +77,13 @@ def train_parser(spec):
                    help="random seed (printed and stored; with it a CPU run is repeatable); default: random")
     p.add_argument("--val_interval", type=positive_int, default=50,
                    help="validate every this many epochs (and after the last)")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+    p.add_argument("--amp", default=None, choices=["none", "bf16", "fp16"],
                    help="mixed-precision training (fp16 with a gradient scaler; the loss stays fp32); none keeps "
-                        "the original's fp32")
+                        "the original's fp32; default: bf16 for a compiled step on a CPU with native bf16 "
+                        "(avx512_bf16 or AMX), else none")
     p.add_argument("--channels_last", type=str2bool, default=None,
-                   help="channels-last memory format for training (true/false); default: on on the CPU, except with "
-                        "--amp bf16")
+                   help="channels-last memory format for training (true/false); default: on on the CPU, except for "
+                        "an uncompiled bf16 step")
     p.add_argument("--compile", type=str2bool, default=None,
                    help="torch.compile the training step, once per process (true/false); default: on on the CPU")
     p.add_argument("--plain", type=str2bool, default=False,

@@ -2,10 +2,9 @@
 loader workers) and the step itself (forward, weighted cross-entropy, backward, optimizer step).
 
 On the CPU the default is the fast mode: the forward and the loss compiled once per process (Inductor fuses the
-PReLU backward, the largest row of eager's profile), channels-last, the decoded images kept in memory and
-augmented in the training process, freed memory kept for reuse. `--plain true` is the original's eager fp32.
-bf16 autocast stays opt-in (`--amp bf16`, NCHW): it is native on avx512_bf16/AMX CPUs, but it has not been shown
-to learn as fp32 does over a whole run.
+PReLU backward, the largest row of eager's profile), bf16 autocast where the CPU computes bf16 natively
+(avx512_bf16 or AMX), channels-last, the decoded images kept in memory and augmented in the training process,
+freed memory kept for reuse. `--plain true` is the original's eager fp32.
 """
 import contextlib
 import os
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from utils import dist as du
+from utils.device import native_bf16
 from utils.optim import set_lr
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -45,24 +45,26 @@ class TrainMode:
 
 
 def choose_mode(args, device, decoded_bytes):
-    """The mode of the flags; None means 'choose': on the CPU compile, channels-last, the data in memory when it
-    fits CACHE_BUDGET, and then no loader worker (augmenting a cached image takes milliseconds; a worker takes
-    a core from the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md), and freed memory
-    kept: glibc hands blocks over 32 MB (a batch's largest activations and gradients) back to the kernel when they
-    are freed, and their pages fault anew on every step (epochs 4-10 % longer on real CamVid, 2-core AMD
-    EPYC). `--plain true` is the original's eager fp32 with its loader and allocator."""
+    """The mode of the flags; None means 'choose': on the CPU compile, bf16 autocast where the CPU computes bf16
+    natively (avx512_bf16 or AMX) and the step is compiled, channels-last, the data in memory when it fits
+    CACHE_BUDGET, and then no loader worker (augmenting a cached image takes milliseconds; a worker takes a core from
+    the step: `benchmark.py --train` measured 0 workers fastest, docs/speed.md), and freed memory kept: glibc hands
+    blocks over 32 MB (a batch's largest activations and gradients) back to the kernel when they are freed, and
+    their pages fault anew on every step (epochs 4-10 % longer on real CamVid, 2-core AMD EPYC). `--plain true` is
+    the original's eager fp32 with its loader and allocator."""
     cpu = device.type == "cpu"
     default_workers = min(4, os.cpu_count() or 1)
     if getattr(args, "plain", False):
         workers = default_workers if args.num_workers is None else args.num_workers
         return TrainMode(False, "none", False, False, workers)
     compile_ = cpu if args.compile is None else args.compile
-    # Not with bf16: channels-last bf16 weight gradients of the depthwise convolutions came out different on every
-    # call of the same batch, at times 1e32 or NaN (torch 2.14, AMD EPYC with avx512_bf16); NCHW's did not.
-    channels_last = cpu and args.amp != "bf16" if args.channels_last is None else args.channels_last
+    amp = args.amp if args.amp is not None else "bf16" if cpu and compile_ and native_bf16() else "none"
+    # Eager bf16 trains NCHW: oneDNN's channels-last bf16 weight gradient of dilated depthwise convolutions is wrong
+    # (torch 2.14); the compiled step computes those gradients itself (DilatedDepthwiseConv).
+    channels_last = cpu and (compile_ or amp != "bf16") if args.channels_last is None else args.channels_last
     in_memory = cpu and decoded_bytes <= CACHE_BUDGET
     workers = args.num_workers if args.num_workers is not None else (0 if in_memory else default_workers)
-    return TrainMode(compile_, args.amp, channels_last, in_memory, workers, keep_memory=cpu)
+    return TrainMode(compile_, amp, channels_last, in_memory, workers, keep_memory=cpu)
 
 
 def compiled_graphs():
@@ -118,18 +120,59 @@ def _interpolate(input, size=None, scale_factor=None, mode="nearest", align_corn
     return F.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)
 
 
-class UpsampleByATen(TorchFunctionMode):
-    """F.interpolate(mode="bilinear", size=...) of 4-D inputs as upsample_bilinear; every other call as it is."""
+class DilatedDepthwiseConv(torch.autograd.Function):
+    """A depthwise k x k convolution (k odd) with stride 1, 'same' padding and dilation > 1, without bias:
+    oneDNN's forward, and a backward of its own. oneDNN's backward of these convolutions (CGNet's F_sur) is a slow
+    generic path on the CPU, 2.6 ms where the forward takes 0.13 (8x64x45x45, dilation 4, channels-last fp32, 2-core
+    AMD EPYC), and in channels-last bf16 its weight gradient is wrong and differs from call to call (at times 1e32
+    or NaN). The input gradient is the same convolution with the kernel flipped, which runs on oneDNN's fast
+    forward; the weight gradient is k*k sums of products over the batch, which Inductor fuses, accumulated in fp32."""
+
+    @staticmethod
+    def forward(ctx, x, weight, dilation):
+        ctx.save_for_backward(x, weight)
+        ctx.dilation = dilation
+        return F.conv2d(x, weight, None, 1, dilation * (weight.shape[-1] // 2), dilation, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        d, k = ctx.dilation, weight.shape[-1]
+        pad = d * (k // 2)
+        grad_x = F.conv2d(grad, weight.flip([2, 3]).to(grad.dtype), None, 1, pad, d, x.shape[1]).to(x.dtype)
+        h, w = x.shape[2:]
+        padded, grad = F.pad(x, (pad, pad, pad, pad)).float(), grad.float()
+        grad_w = torch.stack([(padded[:, :, i * d:i * d + h, j * d:j * d + w] * grad).sum((0, 2, 3))
+                              for i in range(k) for j in range(k)], 1)
+        return grad_x, grad_w.view(weight.shape).to(weight.dtype), None
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    (d, dw), k = _pair(dilation), weight.shape[-1]
+    if (bias is None and d == dw > 1 and _pair(stride) == (1, 1) and weight.shape[1:] == (1, k, k) and k % 2
+            and groups == input.shape[1] == weight.shape[0] and _pair(padding) == (d * (k // 2),) * 2):
+        return DilatedDepthwiseConv.apply(input, weight, d)
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+class StepKernels(TorchFunctionMode):
+    """Inside the compiled step: F.interpolate(mode="bilinear", size=...) of 4-D inputs as upsample_bilinear, and
+    dilated depthwise convolutions as DilatedDepthwiseConv; every other call as it is."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        return (_interpolate if func is F.interpolate else func)(*args, **(kwargs or {}))
+        return (_interpolate if func is F.interpolate else _conv2d if func is F.conv2d else func)(
+            *args, **(kwargs or {}))
 
 
 # Traced inside a compiled frame, the handler is inlined. Where Dynamo runs code eagerly with the mode on (DDP's own
 # forward, around the module it compiles as a frame of its own) each torch call enters the handler, which Dynamo
 # would otherwise take as a new frame to compile, again for every call until its recompile limit.
 # (torch.compiler.disable would instead break the graph at every call.)
-torch._dynamo.eval_frame.skip_code(UpsampleByATen.__torch_function__.__code__)
+torch._dynamo.eval_frame.skip_code(StepKernels.__torch_function__.__code__)
 
 
 class TrainStep:
@@ -142,7 +185,8 @@ class TrainStep:
     weighted bf16 terms are where reduced precision hurts; the convolutions keep the speed.
     The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the loss's
     log-softmax: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
-    Compiled, the bilinear upsampling runs on ATen's kernels (UpsampleByATen); eagerly it does anyway.
+    Compiled, the bilinear upsampling runs on ATen's kernels and the dilated depthwise convolutions on a
+    backward of their own (StepKernels); eagerly the model runs as written.
     """
 
     def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
@@ -151,15 +195,14 @@ class TrainStep:
         self.ignore_label = ignore_label
         self.amp_dtype = AMP_DTYPES[mode.amp]
         self.memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
-        # Inductor lays CPU convolutions out channels-last by itself; bf16 must not be (see choose_mode).
-        options = {"layout_optimization": False} if mode.amp == "bf16" and not mode.channels_last else None
-        self.compiled = mode.compile
-        self.forward = torch.compile(self._forward, dynamic=False, options=options) if mode.compile else self._forward
+        # StepKernels when compiled (speed), and in channels-last bf16 also eagerly (oneDNN's wrong weight gradient).
+        self.kernels = mode.compile or (mode.amp == "bf16" and mode.channels_last)
+        self.forward = torch.compile(self._forward, dynamic=False) if mode.compile else self._forward
 
     def _forward(self, images, labels):
         autocast = torch.autocast(images.device.type, dtype=self.amp_dtype) if self.amp_dtype \
             else contextlib.nullcontext()
-        with autocast, UpsampleByATen() if self.compiled else contextlib.nullcontext():
+        with autocast, StepKernels() if self.kernels else contextlib.nullcontext():
             out = self.model(images)
         aux = None
         if isinstance(out, tuple):  # models with auxiliary heads return (logits, aux) in training
