@@ -24,7 +24,7 @@ from utils.report import add_section, cpu
 from utils.timing import machine_info, time_rounds
 
 # name: (compile, amp, channels-last); the first is the baseline (the original's eager fp32). bf16 as training runs
-# it: NCHW (engine.train_step.choose_mode says why).
+# it: NCHW eagerly, channels-last compiled (engine.train_step.choose_mode says why).
 MODES = {"eager": (False, "none", False), "channels-last": (False, "none", True), "bf16": (False, "bf16", False),
          "compile": (True, "none", True), "compile+bf16": (True, "bf16", True)}
 # With data loading: (the step's mode, decoded images in memory, loader workers).
