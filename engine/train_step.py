@@ -160,8 +160,9 @@ def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
 
 
 class StepKernels(TorchFunctionMode):
-    """Inside the compiled step: F.interpolate(mode="bilinear", size=...) of 4-D inputs as upsample_bilinear, and
-    dilated depthwise convolutions as DilatedDepthwiseConv; every other call as it is."""
+    """The model's calls inside the compiled step (and in an eager channels-last bf16 step): F.interpolate(
+    mode="bilinear", size=...) of 4-D inputs as upsample_bilinear, dilated depthwise convolutions as
+    DilatedDepthwiseConv; every other call as it is."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         return (_interpolate if func is F.interpolate else _conv2d if func is F.conv2d else func)(
@@ -186,7 +187,8 @@ class TrainStep:
     The argmax for the training mIoU is taken inside the compiled graph, where Inductor fuses it with the loss's
     log-softmax: taken eagerly after the step it cost 16 ms of a ~900 ms iteration (idle 2-core AMD EPYC).
     Compiled, the bilinear upsampling runs on ATen's kernels and the dilated depthwise convolutions on a
-    backward of their own (StepKernels); eagerly the model runs as written.
+    backward of their own (StepKernels); eagerly the model runs as written, except for those convolutions in
+    channels-last bf16.
     """
 
     def __init__(self, model, criterion, optimizer, scaler, mode, ignore_label, device):
