@@ -153,8 +153,8 @@ def _pair(v):
 
 def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (d, dw), k = _pair(dilation), weight.shape[-1]
-    if (bias is None and d == dw > 1 and _pair(stride) == (1, 1) and weight.shape[1:] == (1, k, k) and k % 2
-            and groups == input.shape[1] == weight.shape[0] and _pair(padding) == (d * (k // 2),) * 2):
+    if (input.dim() == 4 and bias is None and d == dw > 1 and _pair(stride) == (1, 1) and weight.shape[1:] == (1, k, k)
+            and k % 2 and groups == input.shape[1] == weight.shape[0] and _pair(padding) == (d * (k // 2),) * 2):
         return DilatedDepthwiseConv.apply(input, weight, d)
     return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
